@@ -1,0 +1,1 @@
+"""Captioner backends behind one interface: facts (deterministic baseline), vllm, vllm-offline, transformers."""
