@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from overture.model import Facts
+from sentinel.footprint import ChipLocation
 
 # Status values. `ok` while a sample is alive; any other value says which stage gave up and why.
 OK = "ok"
@@ -48,6 +49,11 @@ class Sample:
     lat: float
     footprint_wkb: bytes  # lon/lat polygon (EPSG:4326)
     bbox: tuple[float, float, float, float]  # lon/lat (xmin, ymin, xmax, ymax)
+
+    # transient working state (never persisted)
+    location: ChipLocation | None = None
+    scenes: list[Any] = field(default_factory=list)  # candidate sentinel.stac.SceneRef, best first
+    scene_fractions: dict[str, float] = field(default_factory=dict)  # SCL class fractions over the chip
 
     # scene and chip (sentinel stage)
     stac_item_id: str | None = None
@@ -106,6 +112,7 @@ class Sample:
         """Free the transient arrays once the chip is encoded."""
         self.chip = None
         self.scl = None
+        self.scenes = []
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "error": self.error, "caption": self.caption}

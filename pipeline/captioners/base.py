@@ -15,6 +15,8 @@ class CaptionRequest:
     image_png: bytes  # the RGB preview
     tags: list[str]
     facts: Facts | None
+    # SCL class fractions over the chip (e.g. {"water": 0.12, "snow_ice": 0.0}); evidence from the pixels themselves
+    scene_fractions: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,146 @@
+"""The `s2cap` command line. It only parses options into typed configs and calls the pipeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from pipeline.errors import InputError, RunAborted
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Build multispectral Sentinel-2 image-caption datasets (STAC + Overture + a VLM).")
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fatal_errors() -> tuple[type[BaseException], ...]:
+    """Errors that end a command with one line instead of a traceback."""
+    from overture.source import OvertureSourceError
+    from pipeline.captioners.base import CaptionerError
+    from sentinel.stac import StacUnavailableError
+
+    return (RunAborted, StacUnavailableError, OvertureSourceError, CaptionerError)
+
+
+def one_line_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except _fatal_errors() as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _date(text: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{option} {text!r}: not a date; use YYYY-MM-DD, e.g. {option} 2024-01-01") from None
+
+
+@app.command("caption-region")
+@one_line_errors
+def caption_region(
+    bbox: str | None = typer.Option(None, help="Region as W,S,E,N in degrees (lon/lat)."),
+    geojson: Path | None = typer.Option(None, help="Region as a GeoJSON (Multi)Polygon file."),
+    start: str = typer.Option("2024-01-01", help="Start of the time range (YYYY-MM-DD)."),
+    end: str = typer.Option("2024-12-31", help="End of the time range (YYYY-MM-DD), inclusive."),
+    seasons: str = typer.Option("quarters", help="Season windows: quarters, meteorological or whole."),
+    out: Path = typer.Option(Path("outputs/run"), help="Run folder (created; rerun the same command to resume)."),
+    stac_url: str = typer.Option("https://earth-search.aws.element84.com/v1", help="STAC API root."),
+    collection: str = typer.Option("sentinel-2-l2a", help="STAC collection of L2A items."),
+    provider: str = typer.Option("auto", help="earth-search, planetary-computer or auto (from asset keys)."),
+    max_cloud: float = typer.Option(20.0, help="Largest scene cloud cover (%) to consider."),
+    max_bad_fraction: float = typer.Option(0.10, help="Largest cloud+shadow+nodata share of the chip's own SCL."),
+    overture_release: str | None = typer.Option(None, help="Overture release on S3 (default: the pinned one)."),
+    overture_path: Path | None = typer.Option(None, help="Local Overture mirror (theme=*/type=*/*.parquet)."),
+    captioner: str = typer.Option("vllm", help="facts, vllm, vllm-offline or transformers."),
+    vllm_url: list[str] = typer.Option(["http://127.0.0.1:8000/v1"], help="vLLM server URL(s); repeat for several."),
+    model: str = typer.Option("llava-hf/llama3-llava-next-8b-hf", help="Model name (served name or local path)."),
+    prompt_version: str = typer.Option("v1", help="Prompt template version (folder under prompts/)."),
+    max_in_flight: int = typer.Option(32, help="Caption requests in flight across all servers."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached model calls."),
+    shard_size: int = typer.Option(64, help="Samples per Parquet shard."),
+    spacing: float = typer.Option(2640.0, help="Metres between chip centres on the grid."),
+    stretch: str = typer.Option("fixed", help="Preview stretch: fixed or percentile."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Caption one region: chips from STAC, Overture facts, previews, captions, filters, Parquet shards."""
+    from overture.source import DEFAULT_RELEASE, OvertureSource
+    from pipeline.config import CaptionerConfig, RunConfig
+    from pipeline.execute import execute
+    from pipeline.region import load_geojson, parse_bbox
+    from sentinel.preview import PreviewConfig
+    from sentinel.read import ReadConfig
+    from sentinel.stac import StacConfig
+
+    if (bbox is None) == (geojson is None):
+        raise InputError("give the region as exactly one of --bbox W,S,E,N or --geojson FILE")
+    region = parse_bbox(bbox) if bbox is not None else load_geojson(geojson)  # type: ignore[arg-type]
+    if overture_path is not None:
+        source = OvertureSource.local(overture_path, overture_release or f"local:{overture_path.name}")
+    else:
+        source = OvertureSource.s3(overture_release or DEFAULT_RELEASE)
+    try:
+        cfg = RunConfig(
+            region=region, start=_date(start, "--start"), end=_date(end, "--end"), out=out,
+            stac=StacConfig(url=stac_url, collection=collection, provider=provider, max_cloud_cover=max_cloud),
+            overture=source, season_rule=seasons, spacing_m=spacing,
+            read=ReadConfig(max_bad_fraction=max_bad_fraction), preview=PreviewConfig(stretch=stretch),
+            captioner=CaptionerConfig(kind=captioner, urls=list(vllm_url), model=model,
+                                      prompt_version=prompt_version, max_in_flight=max_in_flight,
+                                      cache=not no_cache),
+            shard_size=shard_size,
+        )
+    except ValueError as exc:  # the configs validate themselves with messages that name the option
+        raise InputError(str(exc)) from None
+    execute(cfg, err, progress=not quiet)
+
+
+@app.command()
+@one_line_errors
+def demo(
+    out: Path = typer.Option(Path("outputs/demo"), help="Run folder for the demo (its synthetic world goes in "
+                                                          "OUT/world)."),
+    chips_x: int = typer.Option(3, help="Chips across the synthetic region."),
+    chips_y: int = typer.Option(2, help="Chips down the synthetic region."),
+    seed: int = typer.Option(0, help="Seed of the synthetic world."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Offline end-to-end demo: a synthetic region served by a real local STAC API, Overture-schema GeoParquet,
+    the `facts` captioner, and the real pipeline to the end."""
+    from pipeline.demo import run_demo
+
+    run_demo(out, chips_x=chips_x, chips_y=chips_y, seed=seed, console=err, progress=not quiet)
+
+
+@app.command()
+@one_line_errors
+def stats(run: Path = typer.Argument(..., help="A run folder.")) -> None:
+    """Counts by status and filter reason, caption length and vocabulary statistics of a run."""
+    from pipeline.stats import print_stats
+
+    if not (run / "shards").is_dir():
+        raise InputError(f"{run}: no shards/ folder; give a run folder written by `s2cap caption-region`")
+    print_stats(run)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="s2cap")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The runner: plan -> shards -> stages -> shard writer, resumable from the run folder.
+
+`Run` holds what one process needs to execute shards (connections, captioner, filters). The CLI loops over the
+shards itself; Prefect flows call `Run.process_shard` from tasks. Either way a shard is written once, atomically,
+with its done-marker last, and a resumed run skips every shard that has a marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from overture.connect import connect
+from pipeline import shards as shard_io
+from pipeline.captioners.base import Captioner
+from pipeline.config import CaptionerConfig, RunConfig
+from pipeline.errors import RunAborted
+from pipeline.filters import build_filters
+from pipeline.plan import Plan, make_plan, save_or_check_plan
+from pipeline.record import Sample
+from pipeline.stages import (
+    CaptionStage,
+    FactsStage,
+    FilterStage,
+    PreviewStage,
+    ReadStage,
+    SearchStage,
+    Stage,
+)
+from sentinel.sampling import grid_locations
+from sentinel.seasons import season_windows
+
+# statuses that point at infrastructure, not at the data: many of them in one shard stop the run
+INFRA_STATUSES = frozenset({"read_error", "facts_error", "caption_error", "error"})
+MIN_FAILURES_TO_ABORT = 4
+
+
+def build_plan(cfg: RunConfig) -> Plan:
+    if cfg.locations is not None:
+        return make_plan(list(cfg.locations), season_windows(cfg.start, cfg.end, cfg.season_rule), cfg.shard_size)
+    locations = grid_locations(cfg.region.bbox, spacing_m=cfg.spacing_m)
+    if cfg.region.geometry.area < _box_area(cfg.region.bbox) * 0.999:  # a GeoJSON polygon, not a bbox
+        locations = [loc for loc in locations if loc.lonlat_polygon.intersects(cfg.region.geometry)]
+    seasons = season_windows(cfg.start, cfg.end, cfg.season_rule)
+    return make_plan(locations, seasons, cfg.shard_size)
+
+
+def _box_area(b: tuple[float, float, float, float]) -> float:
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
+def build_captioner(cfg: CaptionerConfig, cache_dir: Path) -> Captioner:
+    """The configured backend, behind the (model, prompt version, image, facts) cache when enabled."""
+    inner: Captioner
+    if cfg.kind == "facts":
+        from pipeline.captioners.facts import FactsCaptioner
+
+        return FactsCaptioner()  # deterministic and instant: caching it would only cost disk
+    if cfg.kind == "vllm":
+        from pipeline.captioners.vllm_client import VllmCaptioner
+
+        inner = VllmCaptioner(cfg.urls, cfg.model, prompt_version=cfg.prompt_version,
+                              max_in_flight=cfg.max_in_flight)
+    elif cfg.kind == "vllm-offline":
+        from pipeline.captioners.vllm_offline import VllmOfflineCaptioner
+
+        inner = VllmOfflineCaptioner(cfg.model, prompt_version=cfg.prompt_version)
+    else:
+        from pipeline.captioners.hf import TransformersCaptioner
+
+        inner = TransformersCaptioner(cfg.model, prompt_version=cfg.prompt_version)
+    if not cfg.cache:
+        return inner
+    from pipeline.captioners.cache import CachedCaptioner, CaptionCache
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return CachedCaptioner(inner, CaptionCache(cache_dir / "captions.sqlite"))
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("s2cap", "duckdb", "rasterio", "pystac-client", "pyarrow", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+@dataclass
+class ShardResult:
+    index: int
+    stats: dict[str, Any]
+    skipped: bool = False
+
+
+@dataclass
+class Run:
+    cfg: RunConfig
+    plan: Plan
+    stages: list[Stage]
+    captioner: Captioner
+    closers: list[Any] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.out
+
+    @classmethod
+    def open(cls, cfg: RunConfig) -> Run:
+        """Plan (or read the stored plan back), clean half-written shards, and build the stages."""
+        run_dir = cfg.out
+        plan = save_or_check_plan(run_dir, build_plan(cfg))
+        shard_io.clean_partial(run_dir)
+        captioner = build_captioner(cfg.captioner, run_dir / "cache")
+        con = connect()
+        filters = build_filters(cfg.filters)
+        _seed_near_duplicates(filters, run_dir)
+        stages: list[Stage] = [
+            SearchStage(cfg.stac),
+            ReadStage(cfg.read),
+            FactsStage(con, cfg.overture),
+            PreviewStage(cfg.preview),
+            CaptionStage(captioner),
+            FilterStage(filters),
+        ]
+        run = cls(cfg, plan, stages, captioner, closers=[con, captioner])
+        run.write_manifest(status="running")
+        return run
+
+    def pending(self) -> list[int]:
+        done = shard_io.done_shards(self.run_dir)
+        return [i for i in range(len(self.plan.shards)) if i not in done]
+
+    def process_shard(self, index: int) -> ShardResult:
+        if index in shard_io.done_shards(self.run_dir):
+            return ShardResult(index, {}, skipped=True)
+        samples = self.plan.samples(index)
+        stage_stats: dict[str, dict[str, Any]] = {}
+        for stage in self.stages:
+            before = {s.id for s in samples if s.ok}
+            t0 = time.perf_counter()
+            counts = stage.run(samples)
+            seconds = time.perf_counter() - t0
+            stage_stats[stage.name] = {"seconds": round(seconds, 4), "counts": dict(counts)}
+            self._check_failure_rate(index, stage.name, [s for s in samples if s.id in before and not s.ok],
+                                     len(before))
+        stats = {
+            "shard": index,
+            "rows": len(samples),
+            "stages": stage_stats,
+            "status": dict(Counter(s.status for s in samples)),
+            "kept": sum(1 for s in samples if s.keep),
+        }
+        shard_io.write_shard(self.run_dir, index, samples, stats)
+        return ShardResult(index, stats)
+
+    def _check_failure_rate(self, index: int, stage: str, failed: list[Sample], n: int) -> None:
+        infra = [s for s in failed if s.status in INFRA_STATUSES]
+        if len(infra) >= MIN_FAILURES_TO_ABORT and len(infra) > self.cfg.max_failure_rate * n:
+            top, k = Counter(s.status for s in infra).most_common(1)[0]
+            example = next(s.error for s in infra if s.status == top)
+            raise RunAborted(
+                f"shard {index}: {len(infra)} of {n} samples failed in stage '{stage}' ({top}: {example}); "
+                "this looks like an infrastructure fault, so the shard was not written. Fix it and rerun the same "
+                "command to resume."
+            )
+
+    def write_manifest(self, status: str, extra: dict[str, Any] | None = None) -> None:
+        path = self.run_dir / "manifest.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        manifest = {
+            "tool": "s2cap",
+            "status": status,
+            "created": old.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "plan": {"fingerprint": self.plan.fingerprint(), "shards": len(self.plan.shards),
+                     "samples": self.plan.n_samples, "locations": len(self.plan.locations),
+                     "seasons": [s.name for s in self.plan.seasons], "shard_size": self.plan.shard_size},
+            "sources": {"stac_url": self.cfg.stac.url, "stac_collection": self.cfg.stac.collection,
+                        "overture_release": self.cfg.overture.release, "overture_root": self.cfg.overture.root},
+            "captioner": {"kind": self.cfg.captioner.kind, "name": self.captioner.name,
+                          "model": self.captioner.model, "prompt_version": self.captioner.prompt_version},
+            "config": self.cfg.describe(),
+            "versions": _versions(),
+            **(extra or {}),
+        }
+        write_json_atomic(path, manifest)
+
+    def finish(self, wall_s: float | None = None) -> dict[str, Any]:
+        """Merge the shard stats, write stats.json, the manifest and the dataset card."""
+        from pipeline.card import write_card
+        from pipeline.stats import run_stats
+
+        stats = run_stats(self.run_dir)
+        if wall_s is not None:
+            stats["wall_seconds"] = round(wall_s, 2)
+        write_json_atomic(self.run_dir / "stats.json", stats)
+        complete = not self.pending()
+        self.write_manifest(status="complete" if complete else "partial")
+        manifest = json.loads((self.run_dir / "manifest.json").read_text())
+        write_card(self.run_dir, manifest, stats)
+        return stats
+
+    def close(self) -> None:
+        for c in self.closers:
+            close = getattr(c, "close", None)
+            if close:
+                close()
+
+
+def _seed_near_duplicates(filters: list[Any], run_dir: Path) -> None:
+    """On resume, the near-duplicate filter must know the captions already kept in written shards."""
+    for f in filters:
+        seed = getattr(f, "seed_from_run", None)
+        if seed is not None:
+            seed(run_dir)
