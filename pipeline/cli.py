@@ -22,9 +22,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _fatal_errors() -> tuple[type[BaseException], ...]:
     """Errors that end a command with one line instead of a traceback."""
+    from sentinel.stac import StacUnavailableError
+
     from overture.source import OvertureSourceError
     from pipeline.captioners.base import CaptionerError
-    from sentinel.stac import StacUnavailableError
 
     return (RunAborted, StacUnavailableError, OvertureSourceError, CaptionerError)
 
@@ -79,13 +80,14 @@ def caption_region(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Caption one region: chips from STAC, Overture facts, previews, captions, filters, Parquet shards."""
+    from sentinel.preview import PreviewConfig
+    from sentinel.read import ReadConfig
+    from sentinel.stac import StacConfig
+
     from overture.source import DEFAULT_RELEASE, OvertureSource
     from pipeline.config import CaptionerConfig, RunConfig
     from pipeline.execute import execute
     from pipeline.region import load_geojson, parse_bbox
-    from sentinel.preview import PreviewConfig
-    from sentinel.read import ReadConfig
-    from sentinel.stac import StacConfig
 
     if (bbox is None) == (geojson is None):
         raise InputError("give the region as exactly one of --bbox W,S,E,N or --geojson FILE")

@@ -43,7 +43,9 @@ def parse_bbox(text: str) -> Region:
     try:
         w, s, e, n = (float(p) for p in parts)
     except ValueError:
-        raise InputError(f"--bbox {text!r}: not four numbers; give W,S,E,N in degrees, e.g. 10.9,47.38,11.0,47.43")
+        raise InputError(
+            f"--bbox {text!r}: not four numbers; give W,S,E,N in degrees, e.g. 10.9,47.38,11.0,47.43"
+        ) from None
     check_bbox((w, s, e, n))
     return Region(box(w, s, e, n), f"bbox {w},{s},{e},{n}")
 

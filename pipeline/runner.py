@@ -12,10 +12,14 @@ import os
 import platform
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from sentinel.sampling import grid_locations
+from sentinel.seasons import season_windows
 
 from overture.connect import connect
 from pipeline import shards as shard_io
@@ -23,7 +27,7 @@ from pipeline.captioners.base import Captioner
 from pipeline.config import CaptionerConfig, RunConfig
 from pipeline.errors import RunAborted
 from pipeline.filters import build_filters
-from pipeline.plan import Plan, make_plan, save_or_check_plan
+from pipeline.plan import Plan, load_plan, make_plan, save_or_check_plan
 from pipeline.record import Sample
 from pipeline.stages import (
     CaptionStage,
@@ -34,8 +38,6 @@ from pipeline.stages import (
     SearchStage,
     Stage,
 )
-from sentinel.sampling import grid_locations
-from sentinel.seasons import season_windows
 
 # statuses that point at infrastructure, not at the data: many of them in one shard stop the run
 INFRA_STATUSES = frozenset({"read_error", "facts_error", "caption_error", "error"})
@@ -101,6 +103,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 @dataclass
+class ShardWork:
+    """One shard's samples between stages (picklable: flows may move it between workers)."""
+
+    index: int
+    samples: list[Sample]
+    stage_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
 class ShardResult:
     index: int
     stats: dict[str, Any]
@@ -120,11 +131,16 @@ class Run:
         return self.cfg.out
 
     @classmethod
-    def open(cls, cfg: RunConfig) -> Run:
-        """Plan (or read the stored plan back), clean half-written shards, and build the stages."""
+    def open(cls, cfg: RunConfig, coordinator: bool = True) -> Run:
+        """The coordinator plans (or reads the stored plan back and checks it), removes half-written shards and
+        writes the manifest. Workers (`coordinator=False`, e.g. Dask workers of a flow) only read the plan back:
+        they must not clean temporaries that another worker is writing."""
         run_dir = cfg.out
-        plan = save_or_check_plan(run_dir, build_plan(cfg))
-        shard_io.clean_partial(run_dir)
+        if coordinator:
+            plan = save_or_check_plan(run_dir, build_plan(cfg))
+            shard_io.clean_partial(run_dir)
+        else:
+            plan = load_plan(run_dir)
         captioner = build_captioner(cfg.captioner, run_dir / "cache")
         con = connect()
         filters = build_filters(cfg.filters)
@@ -138,7 +154,8 @@ class Run:
             FilterStage(filters),
         ]
         run = cls(cfg, plan, stages, captioner, closers=[con, captioner])
-        run.write_manifest(status="running")
+        if coordinator:
+            run.write_manifest(status="running")
         return run
 
     def pending(self) -> list[int]:
@@ -146,27 +163,42 @@ class Run:
         return [i for i in range(len(self.plan.shards)) if i not in done]
 
     def process_shard(self, index: int) -> ShardResult:
+        """All stages of one shard in this process, then the atomic write. Flows split the same work into
+        `start_shard` / `run_stages` / `write` so that captioning can be its own rate-limited task."""
         if index in shard_io.done_shards(self.run_dir):
             return ShardResult(index, {}, skipped=True)
-        samples = self.plan.samples(index)
-        stage_stats: dict[str, dict[str, Any]] = {}
+        work = self.start_shard(index)
+        self.run_stages(work)
+        return self.write(work)
+
+    def start_shard(self, index: int) -> ShardWork:
+        return ShardWork(index, self.plan.samples(index))
+
+    def run_stages(self, work: ShardWork, names: Sequence[str] | None = None) -> ShardWork:
+        """Run the named stages (all when None) in pipeline order on the shard's samples."""
         for stage in self.stages:
-            before = {s.id for s in samples if s.ok}
+            if names is not None and stage.name not in names:
+                continue
+            before = {s.id for s in work.samples if s.ok}
             t0 = time.perf_counter()
-            counts = stage.run(samples)
+            counts = stage.run(work.samples)
             seconds = time.perf_counter() - t0
-            stage_stats[stage.name] = {"seconds": round(seconds, 4), "counts": dict(counts)}
-            self._check_failure_rate(index, stage.name, [s for s in samples if s.id in before and not s.ok],
-                                     len(before))
+            work.stage_stats[stage.name] = {"seconds": round(seconds, 4), "counts": dict(counts)}
+            self._check_failure_rate(work.index, stage.name,
+                                     [s for s in work.samples if s.id in before and not s.ok], len(before))
+        return work
+
+    def write(self, work: ShardWork) -> ShardResult:
+        samples = work.samples
         stats = {
-            "shard": index,
+            "shard": work.index,
             "rows": len(samples),
-            "stages": stage_stats,
+            "stages": work.stage_stats,
             "status": dict(Counter(s.status for s in samples)),
             "kept": sum(1 for s in samples if s.keep),
         }
-        shard_io.write_shard(self.run_dir, index, samples, stats)
-        return ShardResult(index, stats)
+        shard_io.write_shard(self.run_dir, work.index, samples, stats)
+        return ShardResult(work.index, stats)
 
     def _check_failure_rate(self, index: int, stage: str, failed: list[Sample], n: int) -> None:
         infra = [s for s in failed if s.status in INFRA_STATUSES]
