@@ -97,7 +97,7 @@ def build_tiny_llava_next(dest: Path, seed: int = 0, vocab_size: int = 600) -> P
                                      image_grid_pinpoints=pinpoints)
     processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8,
                                    vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
-                                   image_token=IMAGE_TOKEN)
+                                   image_token=IMAGE_TOKEN, num_additional_image_tokens=1)  # CLIP CLS
     processor.save_pretrained(dest)
     _to_llava_hf_layout(dest, load_file, save_file)
     _plain_image_processor_name(dest)

@@ -1,0 +1,399 @@
+"""Caption filters: each returns a FilterResult (keep, reason, detail); flagged rows stay in the shards.
+
+`apply_filters` runs every filter on every `ok` sample (no first-fail: all results are kept in
+`sample.filters`), sets `sample.keep` and counts `kept`, `dropped` and `dropped_<reason>` (a sample failing two
+filters counts under both reasons). The near-duplicate filter runs last and is stateful across the dataset:
+run `apply_filters` over samples in plan order, one shard after the other, for a deterministic result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.grounding import GROUNDING_REASONS, GroundingConfig, ground_sample, scene_evidence
+from pipeline.record import FilterResult, Sample
+from sentinel.bands import SCL_CLOUD
+
+# A small English stopword list: enough for the language heuristic, no model download.
+ENGLISH_STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have having
+    he her here hers him his how i if in into is it its itself just more most my no nor not now of off on once
+    only or other our out over own same she should so some such than that the their them then there these they
+    this those through to too under until up very was we were what when where which while who whom why will
+    with would you your near along across around beside behind within without""".split()
+)
+
+# Refusals and chat boilerplate; matched case-insensitively after curly quotes are straightened.
+REFUSAL_PATTERNS: tuple[str, ...] = (
+    r"\bas an ai\b",
+    r"\bas a (?:large )?language model\b",
+    r"\bi cannot\b",
+    r"\bi can ?not\b",
+    r"\bi can't\b",
+    r"\bi'm sorry\b",
+    r"\bi am sorry\b",
+    r"\bi apologi[sz]e\b",
+    r"\bi'm (?:not able|unable)\b",
+    r"\bi am (?:not able|unable)\b",
+    r"\bthe image does not\b",
+    r"\bthe image doesn't\b",
+    r"\bunable to (?:determine|see|identify|provide|tell)\b",
+    r"\bit is (?:not possible|impossible|difficult) to (?:determine|tell|say|identify)\b",
+    r"\bnot enough information\b",
+    r"\bi hope this helps\b",
+    r"\bhere is (?:a|the) (?:caption|description)\b",
+    r"^\s*(?:sure|certainly)[,!.]",
+    r"^\s*caption\s*:",
+)
+
+_TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
+FILTER_NAMES: tuple[str, ...] = (
+    "length",
+    "refusal",
+    "repetition",
+    "language",
+    "cloudy",
+    *GROUNDING_REASONS,
+    "near_duplicate",
+)
+
+
+def words(text: str | None) -> list[str]:
+    """Lower-case word tokens (letters and digits, inner apostrophes and hyphens kept)."""
+    return _TOKEN.findall((text or "").lower().replace("’", "'"))
+
+
+@dataclass(frozen=True, slots=True)
+class FilterConfig:
+    min_words: int = 8
+    max_words: int = 120
+    repeat_ngram: int = 3  # n of the n-grams counted by the repetition filter
+    max_repeats: int = 2  # an n-gram may occur this many times; more is degenerate repetition
+    language: str | None = "en"  # None disables the language filter
+    min_stopword_ratio: float = 0.15  # share of English stopwords among the words
+    max_non_ascii_ratio: float = 0.10  # share of non-ASCII letters
+    dedup_shingle: int = 5  # word n-gram shingles for near-duplicate detection
+    dedup_threshold: float = 0.9  # estimated Jaccard similarity at which a caption is a near duplicate
+    dedup_permutations: int = 128  # MinHash signature length
+    dedup_bands: int = 32  # LSH bands (must divide dedup_permutations)
+    max_cloud_fraction: float = 0.10
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
+    disabled: tuple[str, ...] = ()  # filter names to skip, e.g. ("grounding_speculative",)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_words <= self.max_words:
+            raise InputError(
+                f"filter min_words={self.min_words}, max_words={self.max_words}: need 1 <= min_words <= max_words"
+            )
+        if self.repeat_ngram < 1 or self.max_repeats < 1:
+            raise InputError("filter repeat_ngram and max_repeats must be >= 1")
+        if self.language not in (None, "en"):
+            raise InputError(f"filter language={self.language!r} unsupported: use 'en' or None to disable")
+        for name in ("min_stopword_ratio", "max_non_ascii_ratio", "dedup_threshold", "max_cloud_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"filter {name}={value} must be a fraction between 0 and 1")
+        if self.dedup_shingle < 1:
+            raise InputError(f"filter dedup_shingle={self.dedup_shingle} must be >= 1")
+        if self.dedup_bands < 1 or self.dedup_permutations % self.dedup_bands:
+            raise InputError(
+                f"filter dedup_bands={self.dedup_bands} must divide dedup_permutations={self.dedup_permutations}"
+            )
+        unknown = sorted(set(self.disabled) - set(FILTER_NAMES))
+        if unknown:
+            raise InputError(f"filters {unknown} unknown in `disabled`: use some of {', '.join(FILTER_NAMES)}")
+
+
+class Filter(Protocol):
+    name: str
+
+    def __call__(self, sample: Sample) -> FilterResult: ...
+
+
+def _keep(name: str, detail: str = "") -> FilterResult:
+    return FilterResult(name=name, keep=True, reason=None, detail=detail)
+
+
+def _drop(name: str, reason: str, detail: str) -> FilterResult:
+    return FilterResult(name=name, keep=False, reason=reason, detail=detail)
+
+
+@dataclass(slots=True)
+class LengthFilter:
+    min_words: int
+    max_words: int
+    name: str = "length"
+
+    def __call__(self, sample: Sample) -> FilterResult:
+        n = len(words(sample.caption))
+        if n == 0:
+            return _drop(self.name, "empty", "no words")
+        if n < self.min_words:
+            return _drop(self.name, "too_short", f"{n} words < {self.min_words}")
+        if n > self.max_words:
+            return _drop(self.name, "too_long", f"{n} words > {self.max_words}")
+        return _keep(self.name, f"{n} words")
+
+
+@dataclass(slots=True)
+class RefusalFilter:
+    patterns: tuple[str, ...] = REFUSAL_PATTERNS
+    name: str = "refusal"
+    _regex: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._regex = re.compile("|".join(f"(?:{p})" for p in self.patterns), re.IGNORECASE | re.MULTILINE)
+
+    def __call__(self, sample: Sample) -> FilterResult:
+        text = (sample.caption or "").replace("’", "'")
+        m = self._regex.search(text)
+        if m:
+            return _drop(self.name, "refusal", m.group(0).strip())
+        return _keep(self.name)
+
+
+@dataclass(slots=True)
+class RepetitionFilter:
+    n: int
+    max_repeats: int
+    name: str = "repetition"
+
+    def __call__(self, sample: Sample) -> FilterResult:
+        toks = words(sample.caption)
+        grams = Counter(tuple(toks[i : i + self.n]) for i in range(len(toks) - self.n + 1))
+        if grams:
+            gram, count = grams.most_common(1)[0]
+            if count > self.max_repeats:
+                return _drop(self.name, "repetition", f"'{' '.join(gram)}' x{count}")
+        return _keep(self.name)
+
+
+@dataclass(slots=True)
+class LanguageFilter:
+    """English by a light heuristic: enough stopwords, few non-ASCII letters."""
+
+    min_stopword_ratio: float
+    max_non_ascii_ratio: float
+    name: str = "language"
+
+    def __call__(self, sample: Sample) -> FilterResult:
+        toks = words(sample.caption)
+        if not toks:
+            return _keep(self.name, "no words")
+        ratio = sum(t in ENGLISH_STOPWORDS for t in toks) / len(toks)
+        letters = [c for c in (sample.caption or "") if c.isalpha()]
+        non_ascii = sum(not c.isascii() for c in letters) / max(len(letters), 1)
+        detail = f"stopwords {ratio:.2f}, non-ascii {non_ascii:.2f}"
+        if ratio < self.min_stopword_ratio or non_ascii > self.max_non_ascii_ratio:
+            return _drop(self.name, "language", detail)
+        return _keep(self.name, detail)
+
+
+@dataclass(slots=True)
+class CloudFilter:
+    max_cloud_fraction: float
+    name: str = "cloudy"
+
+    def __call__(self, sample: Sample) -> FilterResult:
+        cloud = sample.cloud_fraction
+        if cloud is None and sample.scl is not None:
+            cloud = float(np.isin(sample.scl, list(SCL_CLOUD)).mean())
+        if cloud is None:
+            return _keep(self.name, "no cloud mask")
+        if cloud > self.max_cloud_fraction:
+            return _drop(self.name, "cloudy", f"cloud {cloud:.3f} > {self.max_cloud_fraction}")
+        return _keep(self.name, f"cloud {cloud:.3f}")
+
+
+class _EvidenceCache:
+    """Scene evidence of the last sample seen, shared by the grounding filters (one SCL pass per sample)."""
+
+    def __init__(self, cfg: GroundingConfig) -> None:
+        self.cfg = cfg
+        self._key: int | None = None
+        self._value: dict[str, float] = {}
+        self._issues: dict[str, str] = {}
+
+    def issues(self, sample: Sample) -> dict[str, str]:
+        key = id(sample)
+        if key != self._key:
+            ev = scene_evidence(sample, self.cfg.water_body_min_pixels)
+            self._issues = {i.reason: i.detail for i in ground_sample(sample, self.cfg, ev)}
+            self._key = key
+        return self._issues
+
+
+@dataclass(slots=True)
+class GroundingFilter:
+    """One grounding rule (see pipeline.grounding): named after its reason, detail = offending words."""
+
+    name: str
+    cache: _EvidenceCache
+
+    def __call__(self, sample: Sample) -> FilterResult:
+        detail = self.cache.issues(sample).get(self.name)
+        if detail is not None:
+            return _drop(self.name, self.name, detail)
+        return _keep(self.name)
+
+
+# --- near duplicates ----------------------------------------------------------------------------------------
+
+def shingles(text: str, n: int = 5) -> set[int]:
+    """64-bit hashes of the word n-grams of a caption (the whole caption when it is shorter than n)."""
+    toks = words(text)
+    grams = [toks] if len(toks) < n else [toks[i : i + n] for i in range(len(toks) - n + 1)]
+    return {
+        int.from_bytes(hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest(), "little") for g in grams if g
+    }
+
+
+class NearDuplicateIndex:
+    """MinHash + LSH over word shingles. Deterministic (fixed permutations); the first caption added wins.
+
+    `query` returns the key of an indexed caption whose estimated Jaccard similarity reaches the threshold.
+    Signatures are kept as uint64 arrays (1 KiB per caption at 128 permutations).
+    """
+
+    def __init__(self, threshold: float = 0.9, shingle: int = 5, permutations: int = 128, bands: int = 32) -> None:
+        if permutations % bands:
+            raise InputError(f"near-duplicate bands={bands} must divide permutations={permutations}")
+        self.threshold = threshold
+        self.shingle = shingle
+        self.bands = bands
+        self.rows = permutations // bands
+        rng = np.random.default_rng(20240601)
+        self._a = rng.integers(0, 2**63, size=permutations, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._b = rng.integers(0, 2**63, size=permutations, dtype=np.uint64)
+        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
+        self._keys: list[str] = []
+        self._signatures: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def signature(self, text: str) -> np.ndarray | None:
+        sh = shingles(text, self.shingle)
+        if not sh:
+            return None
+        x = np.fromiter(sh, dtype=np.uint64, count=len(sh))
+        # One multiply-add-xorshift hash per permutation (wrapping uint64 arithmetic is intended).
+        with np.errstate(over="ignore"):
+            h = self._a[:, None] * x[None, :] + self._b[:, None]
+        h ^= h >> np.uint64(29)
+        return h.min(axis=1)
+
+    def _band_keys(self, sig: np.ndarray) -> Iterator[tuple[int, bytes]]:
+        for band in range(self.bands):
+            yield band, sig[band * self.rows : (band + 1) * self.rows].tobytes()
+
+    def query(self, text: str) -> tuple[str, float] | None:
+        """(key, estimated similarity) of the best indexed near duplicate of `text`, or None."""
+        sig = self.signature(text)
+        if sig is None:
+            return None
+        candidates: set[int] = set()
+        for band, key in self._band_keys(sig):
+            candidates.update(self._buckets[band].get(key, ()))
+        best: tuple[str, float] | None = None
+        for i in sorted(candidates):
+            sim = float(np.mean(self._signatures[i] == sig))
+            if sim >= self.threshold and (best is None or sim > best[1]):
+                best = (self._keys[i], sim)
+        return best
+
+    def add(self, key: str, text: str) -> None:
+        sig = self.signature(text)
+        if sig is None:
+            return
+        i = len(self._keys)
+        self._keys.append(key)
+        self._signatures.append(sig)
+        for band, bkey in self._band_keys(sig):
+            self._buckets[band].setdefault(bkey, []).append(i)
+
+    @classmethod
+    def from_captions(
+        cls, captions: Iterable[str | tuple[str, str] | None], **kwargs: float | int
+    ) -> NearDuplicateIndex:
+        """Seed an index (on resume) from existing captions, plain or (key, caption) pairs, in plan order."""
+        index = cls(**kwargs)  # type: ignore[arg-type]
+        for i, item in enumerate(captions):
+            if item is None:
+                continue
+            key, text = item if isinstance(item, tuple) else (f"#{i}", item)
+            if text:
+                index.add(key, text)
+        return index
+
+
+@dataclass(slots=True)
+class NearDuplicateFilter:
+    """Drops a caption that nearly repeats one already indexed. A caption joins the index only when every
+    filter before this one kept its sample, so the first kept caption in plan order wins."""
+
+    index: NearDuplicateIndex
+    name: str = "near_duplicate"
+
+    def __call__(self, sample: Sample) -> FilterResult:
+        text = sample.caption or ""
+        hit = self.index.query(text)
+        if hit is not None:
+            return _drop(self.name, "near_duplicate", f"{hit[0]} (similarity {hit[1]:.2f})")
+        if text and all(r.keep for r in sample.filters):
+            self.index.add(sample.id, text)
+        return _keep(self.name)
+
+
+def build_filters(cfg: FilterConfig | None = None, index: NearDuplicateIndex | None = None) -> list[Filter]:
+    """The configured filters in run order (near-duplicate last). Pass `index` to resume with a seeded index."""
+    cfg = cfg or FilterConfig()
+    cache = _EvidenceCache(cfg.grounding)
+    if index is None:
+        index = NearDuplicateIndex(
+            cfg.dedup_threshold, cfg.dedup_shingle, cfg.dedup_permutations, cfg.dedup_bands
+        )
+    candidates: list[Filter] = [
+        LengthFilter(cfg.min_words, cfg.max_words),
+        RefusalFilter(),
+        RepetitionFilter(cfg.repeat_ngram, cfg.max_repeats),
+        LanguageFilter(cfg.min_stopword_ratio, cfg.max_non_ascii_ratio),
+        CloudFilter(cfg.max_cloud_fraction),
+        *(GroundingFilter(reason, cache) for reason in GROUNDING_REASONS if reason in cfg.grounding.rules),
+        NearDuplicateFilter(index),
+    ]
+    if cfg.language is None:
+        candidates = [f for f in candidates if f.name != "language"]
+    return [f for f in candidates if f.name not in cfg.disabled]
+
+
+def apply_filters(samples: list[Sample], filters: list[Filter]) -> Counter[str]:
+    """Run every filter on every ok sample; set `keep`; count kept / dropped_<reason> / failed_<status>."""
+    counts: Counter[str] = Counter()
+    for sample in samples:
+        sample.filters = []
+        if not sample.ok:
+            sample.keep = False
+            counts[f"failed_{sample.status}"] += 1
+            continue
+        counts["checked"] += 1
+        for f in filters:
+            sample.filters.append(f(sample))
+        sample.keep = all(r.keep for r in sample.filters)
+        if sample.keep:
+            counts["kept"] += 1
+        else:
+            counts["dropped"] += 1
+            for r in sample.filters:
+                if not r.keep:
+                    counts[f"dropped_{r.reason}"] += 1
+    return counts
