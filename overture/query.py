@@ -4,8 +4,10 @@ How one theme/type is read for N chips:
 1. The chip footprints (lon/lat, split at +-180 when a chip crosses the antimeridian) go into a DuckDB table.
 2. Chips are grouped into clusters of nearby chips; each cluster's bbox becomes constant filters on the
    Overture `bbox` struct, which DuckDB pushes into the Parquet scan (row groups outside are never read).
-3. `ST_Intersects` joins the surviving features with the footprints (DuckDB's spatial join), the
-   intersections are cut out and projected into each chip's own UTM zone (`ST_Transform`, always_xy).
+3. `ST_Intersects` joins the surviving features with the footprints (DuckDB's spatial join) and the
+   intersections are cut out in lon/lat; they are densified and projected into each chip's own UTM zone with
+   pyproj (always_xy). DuckDB's `ST_Transform` per vertex was measured too (`projector="duckdb"`): it turns
+   long lon/lat-straight edges into chords (~1e-5 relative area error), see bench/bench_overture.py.
 4. Areas and lengths are measured in metres with shapely on the projected pieces; pieces of one
    (chip, type, subtype, class) that overlap are unioned first so overlapping features are not counted twice.
 
@@ -21,17 +23,20 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import shapely
+from pyproj import Transformer
+from shapely.affinity import translate
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 
 from overture.connect import ensure_source
 from overture.model import ClassArea, Facts, NamedFeature, RoadLength
-from overture.source import OvertureSource, OvertureSourceError
+from overture.source import FACT_TYPES, OvertureSource, OvertureSourceError
 from sentinel.footprint import ChipLocation
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,10 @@ MAX_NAMED = 24
 # Pieces smaller than this (m2 / m) are slivers from touching geometries and are dropped.
 MIN_AREA_M2 = 1e-6
 MIN_LENGTH_M = 1e-6
+# The lon/lat footprint is grown by this much (~1 m) for the DuckDB cut; the exact cut is the UTM square.
+FOOTPRINT_PAD_DEG = 1e-5
+# Lon/lat pieces are densified to this step (~50 m) before projection to UTM.
+DENSIFY_DEG = 0.0005
 
 # Columns every file of a type must have; optional columns (names, class, categories...) are used if present.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -78,7 +87,8 @@ class FactsError:
 class _Footprint:
     location_id: str
     crs: str
-    parts: list[Polygon]
+    parts: list[Polygon]  # lon/lat, padded by FOOTPRINT_PAD_DEG, split at +-180
+    square: Polygon  # the exact chip square in its UTM zone: pieces are clipped to it after projection
 
 
 @dataclass
@@ -97,18 +107,21 @@ class _Hits:
 # -- footprints ---------------------------------------------------------------------------------------------------
 
 
-def split_antimeridian(poly: Polygon) -> list[Polygon]:
-    """A lon/lat polygon as parts inside [-180, 180]; a polygon whose longitudes jump across +-180 is
-    unwrapped (negative longitudes + 360) and cut at 180."""
+def split_antimeridian(poly: Polygon, pad_deg: float = 0.0) -> list[Polygon]:
+    """A lon/lat polygon as parts inside [-180, 180], grown by `pad_deg`; a polygon whose longitudes jump
+    across +-180 is unwrapped (negative longitudes + 360) and cut at 180."""
     minx, _, maxx, _ = poly.bounds
-    if maxx - minx <= 180.0:
-        return [poly]
-    unwrapped = shapely.transform(poly, lambda xy: np.column_stack([np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0]),
-                                                                     xy[:, 1]]))
-    if not unwrapped.is_valid or unwrapped.bounds[2] - unwrapped.bounds[0] > 180.0:
-        raise ValueError(f"footprint bounds {poly.bounds} cannot be unwrapped across the antimeridian")
-    east = unwrapped.intersection(box(-180.0, -90.0, 180.0, 90.0))
-    west = shapely.affinity.translate(unwrapped.intersection(box(180.0, -90.0, 540.0, 90.0)), xoff=-360.0)
+    if maxx - minx > 180.0:
+        poly = shapely.transform(poly, lambda xy: np.column_stack(
+            [np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0]), xy[:, 1]]))
+        if not poly.is_valid or poly.bounds[2] - poly.bounds[0] > 180.0:
+            raise ValueError(f"footprint bounds {poly.bounds} cannot be unwrapped across the antimeridian")
+    if not poly.is_valid:
+        raise ValueError(f"footprint bounds {poly.bounds}: not a valid polygon")
+    if pad_deg > 0:
+        poly = poly.buffer(pad_deg, join_style="mitre")
+    east = poly.intersection(box(-180.0, -90.0, 180.0, 90.0))
+    west = translate(poly.intersection(box(180.0, -90.0, 540.0, 90.0)), xoff=-360.0)
     parts = [p for g in (east, west) for p in getattr(g, "geoms", [g]) if isinstance(p, Polygon) and p.area > 0]
     if not parts:
         raise ValueError(f"footprint bounds {poly.bounds}: splitting at the antimeridian left nothing")
@@ -120,15 +133,16 @@ def _footprint(loc: ChipLocation) -> _Footprint | FactsError:
         poly = loc.lonlat_polygon
     except Exception as e:  # pyproj raises several types for impossible positions
         return FactsError("invalid_footprint", f"chip {loc.location_id}: cannot project its footprint ({e})")
-    if poly.is_empty or not poly.is_valid or not np.isfinite(poly.bounds).all() or loc.size_m <= 0:
+    if poly.is_empty or not np.isfinite(poly.bounds).all() or loc.size_m <= 0:
         return FactsError("invalid_footprint",
-                          f"chip {loc.location_id}: lon/lat footprint is empty, invalid or not finite "
+                          f"chip {loc.location_id}: lon/lat footprint is empty or not finite "
                           f"(epsg {loc.epsg}, bounds {poly.bounds})")
     try:
-        parts = split_antimeridian(poly)
+        parts = split_antimeridian(poly, FOOTPRINT_PAD_DEG)
     except ValueError as e:
-        return FactsError("antimeridian", f"chip {loc.location_id}: {e}")
-    return _Footprint(loc.location_id, f"EPSG:{loc.epsg}", parts)
+        reason = "antimeridian" if poly.bounds[2] - poly.bounds[0] > 180.0 else "invalid_footprint"
+        return FactsError(reason, f"chip {loc.location_id}: {e}")
+    return _Footprint(loc.location_id, f"EPSG:{loc.epsg}", parts, loc.utm_polygon)
 
 
 def _register_chips(con: duckdb.DuckDBPyConnection, footprints: list[_Footprint]) -> list[tuple[int, tuple]]:
@@ -197,8 +211,7 @@ def _select_exprs(type_: str, cols: dict[str, str], make_valid: bool) -> tuple[s
     geom = "f.geometry" if cols["geometry"].upper().startswith("GEOMETRY") else "ST_GeomFromWKB(f.geometry)"
     if make_valid:
         geom = f"ST_MakeValid({geom})"
-    has_primary = "names" in cols and '"primary"' in cols["names"] or "primary " in cols.get("names", "")
-    name = 'f.names."primary"' if has_primary else "NULL"
+    name = 'f.names."primary"' if "primary" in cols.get("names", "").lower() else "NULL"
     subtype = "f.subtype" if "subtype" in cols else "NULL"
     if type_ == "place":
         cands = []
@@ -219,14 +232,17 @@ def _select_exprs(type_: str, cols: dict[str, str], make_valid: bool) -> tuple[s
 
 
 def _sql(files: list[str], type_: str, cols: dict[str, str], clusters: list[tuple[int, tuple]],
-         make_valid: bool) -> str:
+         make_valid: bool, projector: str) -> str:
     exprs, where = _select_exprs(type_, cols, make_valid)
+    piece = "ST_Intersection(f.g, c.geom)"
+    if projector == "duckdb":
+        piece = f"ST_Transform({piece}, 'EPSG:4326', c.crs, always_xy := true)"
     src = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
     parts = []
     for k, (x0, y0, x1, y1) in clusters:
         parts.append(
             f"SELECT c.chip, f.fid, f.subtype, f.cls, f.name, f.score, "
-            f"ST_AsWKB(ST_Transform(ST_Intersection(f.g, c.geom), 'EPSG:4326', c.crs, always_xy := true)) AS wkb "
+            f"ST_AsWKB({piece}) AS wkb, c.crs "
             f"FROM (SELECT {exprs} FROM read_parquet({src}, union_by_name=true, hive_partitioning=false) f "
             f"WHERE f.bbox.xmin <= {x1!r} AND f.bbox.xmax >= {x0!r} "
             f"AND f.bbox.ymin <= {y1!r} AND f.bbox.ymax >= {y0!r} {where}) f "
@@ -236,7 +252,7 @@ def _sql(files: list[str], type_: str, cols: dict[str, str], clusters: list[tupl
 
 
 def _query_type(con: duckdb.DuckDBPyConnection, source: OvertureSource, theme: str, type_: str,
-                clusters: list[tuple[int, tuple]]) -> _Hits:
+                clusters: list[tuple[int, tuple]], projector: str) -> _Hits:
     files = source.files(theme, type_)
     if not files:
         log.info("Overture %s has no %s/%s files: treated as empty", source.root, theme, type_)
@@ -247,7 +263,7 @@ def _query_type(con: duckdb.DuckDBPyConnection, source: OvertureSource, theme: s
         if missing:
             raise OvertureSourceError(f"Overture {files[0]} lacks column(s) {', '.join(missing)}")
     try:
-        table = con.execute(_sql(files, type_, cols, clusters, make_valid=False)).fetch_arrow_table()
+        table = con.execute(_sql(files, type_, cols, clusters, False, projector)).to_arrow_table()
     except duckdb.IOException as e:
         raise OvertureSourceError(f"Overture {theme}/{type_} in {source.root}: {_first_line(e)}") from None
     except duckdb.Error as e:
@@ -256,12 +272,33 @@ def _query_type(con: duckdb.DuckDBPyConnection, source: OvertureSource, theme: s
         # A topology error from an invalid feature geometry: repair features and run once more.
         log.warning("Overture %s/%s: %s; retrying with ST_MakeValid", theme, type_, _first_line(e))
         try:
-            table = con.execute(_sql(files, type_, cols, clusters, make_valid=True)).fetch_arrow_table()
+            table = con.execute(_sql(files, type_, cols, clusters, True, projector)).to_arrow_table()
         except duckdb.Error as e2:
             raise OvertureSourceError(f"Overture {theme}/{type_} in {source.root}: {_first_line(e2)}") from None
     d = table.to_pydict()
-    return _Hits(d["chip"], d["fid"], d["subtype"], d["cls"], d["name"], d["score"],
-                 shapely.from_wkb(np.asarray(d["wkb"], dtype=object)))
+    geoms = shapely.from_wkb(np.asarray(d["wkb"], dtype=object))
+    if projector == "pyproj":
+        geoms = to_utm(geoms, np.asarray(d["crs"], dtype=object))
+    return _Hits(d["chip"], d["fid"], d["subtype"], d["cls"], d["name"], d["score"], geoms)
+
+
+@lru_cache(maxsize=64)
+def _transformer(crs: str) -> Transformer:
+    return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+
+
+def to_utm(geoms: np.ndarray, crs: np.ndarray) -> np.ndarray:
+    """Lon/lat pieces projected into each row's CRS, densified first so edges that are straight in lon/lat
+    (Overture's planar edges) keep their shape in metres."""
+    out = np.empty(len(geoms), dtype=object)
+    if not len(geoms):
+        return out
+    dense = shapely.segmentize(geoms, DENSIFY_DEG)
+    for c in np.unique(crs):
+        sel = crs == c
+        t = _transformer(str(c))
+        out[sel] = shapely.transform(dense[sel], lambda xy, t=t: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    return out
 
 
 # -- measuring ----------------------------------------------------------------------------------------------------
@@ -285,13 +322,30 @@ def union_area(geoms: Sequence[BaseGeometry]) -> float:
     return area
 
 
-def _polygonal(g: BaseGeometry) -> BaseGeometry | None:
-    if g is None or g.is_empty or g.geom_type not in ("Polygon", "MultiPolygon", "GeometryCollection"):
-        return None
-    if g.geom_type == "GeometryCollection":
-        polys = [p for p in g.geoms if p.geom_type in ("Polygon", "MultiPolygon")]
-        return shapely.union_all(polys) if polys else None
-    return g
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """The polygonal part of each piece (None where there is none): intersections of polygons can come back
+    as collections holding lines or points where the shapes touch."""
+    out = np.full(len(geoms), None, dtype=object)
+    tid = shapely.get_type_id(geoms)
+    keep = np.isin(tid, (3, 6)) & ~shapely.is_empty(geoms)
+    out[keep] = geoms[keep]
+    for i in np.flatnonzero(tid == 7):
+        polys = [p for p in geoms[i].geoms if p.geom_type in ("Polygon", "MultiPolygon") and not p.is_empty]
+        out[i] = shapely.union_all(polys) if polys else None
+    return out
+
+
+def _clip(geoms: np.ndarray, chips: list[str], squares: dict[str, Polygon]) -> np.ndarray:
+    """Pieces cut to their chip's exact UTM square (only those whose bounds stick out need the cut)."""
+    if not len(geoms):
+        return geoms
+    sq = np.asarray([squares[c] for c in chips], dtype=object)
+    gb = shapely.bounds(geoms)
+    sb = shapely.bounds(sq)
+    out_of = ~((gb[:, 0] >= sb[:, 0]) & (gb[:, 1] >= sb[:, 1]) & (gb[:, 2] <= sb[:, 2]) & (gb[:, 3] <= sb[:, 3]))
+    out = geoms.copy()
+    out[out_of] = shapely.intersection(geoms[out_of], sq[out_of])
+    return out
 
 
 def _facts_from_hits(fps: list[_Footprint], size_m2: dict[str, float], hits: dict[str, _Hits]) -> dict[str, Facts]:
@@ -306,15 +360,19 @@ def _facts_from_hits(fps: list[_Footprint], size_m2: dict[str, float], hits: dic
         if old is None or old[0] < score:
             named[chip][key] = (score, NamedFeature(name, type_, subtype or "", cls or ""))
 
+    squares = {fp.location_id: fp.square for fp in fps}
     for type_, h in hits.items():
         if not h.chip:
             continue
+        h.geom = _clip(h.geom, h.chip, squares)
+        inside = ~shapely.is_empty(h.geom)
         area = shapely.area(h.geom)
         length = shapely.length(h.geom)
+        polys = _polygonal(h.geom) if type_ in AREA_TYPES or type_ == "building" else None
         if type_ in AREA_TYPES:
             groups: dict[tuple, list] = defaultdict(list)
             for i, chip in enumerate(h.chip):
-                poly = _polygonal(h.geom[i])
+                poly = polys[i]
                 if poly is not None and area[i] > MIN_AREA_M2:
                     groups[(chip, h.subtype[i] or "", h.cls[i] or "")].append(poly)
             for (chip, sub, cls), geoms in groups.items():
@@ -325,8 +383,10 @@ def _facts_from_hits(fps: list[_Footprint], size_m2: dict[str, float], hits: dic
             bgroups: dict[str, list] = defaultdict(list)
             ids: dict[str, set] = defaultdict(set)
             for i, chip in enumerate(h.chip):
+                if not inside[i]:
+                    continue
                 ids[chip].add(h.fid[i] if h.fid[i] is not None else f"#{i}")
-                poly = _polygonal(h.geom[i])
+                poly = polys[i]
                 if poly is not None:
                     bgroups[chip].append(poly)
             for chip, idset in ids.items():
@@ -343,6 +403,8 @@ def _facts_from_hits(fps: list[_Footprint], size_m2: dict[str, float], hits: dic
         elif type_ == "place":
             pids: dict[str, set] = defaultdict(set)
             for i, chip in enumerate(h.chip):
+                if not inside[i]:
+                    continue
                 pids[chip].add(h.fid[i] if h.fid[i] is not None else f"#{i}")
                 # places rank after every named area or line: score in [0, 1) below any m2 / m value >= 1
                 add_named(chip, h.name[i], "place", h.subtype[i], h.cls[i], -1.0 + float(h.score[i] or 0.0) / 2)
@@ -350,7 +412,8 @@ def _facts_from_hits(fps: list[_Footprint], size_m2: dict[str, float], hits: dic
                 facts[chip].place_count = len(idset)
         if type_ in NAMED_TYPES and type_ != "place":
             for i, chip in enumerate(h.chip):
-                add_named(chip, h.name[i], type_, h.subtype[i], h.cls[i], float(max(area[i], length[i])))
+                if inside[i]:
+                    add_named(chip, h.name[i], type_, h.subtype[i], h.cls[i], float(max(area[i], length[i])))
 
     for chip, f in facts.items():
         f.classes.sort(key=lambda c: (-c.area_m2, c.type, c.subtype, c.cls))
@@ -360,9 +423,14 @@ def _facts_from_hits(fps: list[_Footprint], size_m2: dict[str, float], hits: dic
     return facts
 
 
-def chip_facts(con: duckdb.DuckDBPyConnection, source: OvertureSource,
-               locations: Sequence[ChipLocation]) -> dict[str, Facts | FactsError]:
-    """Facts for every chip, keyed by location_id: one batched query per Overture theme/type for all chips."""
+def chip_facts(con: duckdb.DuckDBPyConnection, source: OvertureSource, locations: Sequence[ChipLocation],
+               *, projector: str = "pyproj") -> dict[str, Facts | FactsError]:
+    """Facts for every chip, keyed by location_id: one batched query per Overture theme/type for all chips.
+
+    `projector` picks where pieces go to UTM: "pyproj" (default: densified, exact to the square metre) or
+    "duckdb" (`ST_Transform` per vertex in the query; straight lon/lat edges become chords, ~1e-5 off)."""
+    if projector not in ("pyproj", "duckdb"):
+        raise ValueError(f"projector={projector!r}: use 'pyproj' or 'duckdb'")
     out: dict[str, Facts | FactsError] = {}
     fps: list[_Footprint] = []
     size_m2: dict[str, float] = {}
@@ -380,9 +448,8 @@ def chip_facts(con: duckdb.DuckDBPyConnection, source: OvertureSource,
     ensure_source(con, source)
     clusters = _register_chips(con, fps)
     try:
-        from overture.source import FACT_TYPES
-
-        hits = {type_: _query_type(con, source, theme, type_, clusters) for theme, type_ in FACT_TYPES}
+        hits = {type_: _query_type(con, source, theme, type_, clusters, projector)
+                for theme, type_ in FACT_TYPES}
     finally:
         con.execute("DROP TABLE IF EXISTS _ov_chips")
     out.update(_facts_from_hits(fps, size_m2, hits))

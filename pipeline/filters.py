@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -248,13 +249,12 @@ class GroundingFilter:
 
 # --- near duplicates ----------------------------------------------------------------------------------------
 
+
 def shingles(text: str, n: int = 5) -> set[int]:
     """64-bit hashes of the word n-grams of a caption (the whole caption when it is shorter than n)."""
     toks = words(text)
     grams = [toks] if len(toks) < n else [toks[i : i + n] for i in range(len(toks) - n + 1)]
-    return {
-        int.from_bytes(hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest(), "little") for g in grams if g
-    }
+    return {int.from_bytes(hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest(), "little") for g in grams if g}
 
 
 class NearDuplicateIndex:
@@ -353,15 +353,26 @@ class NearDuplicateFilter:
             self.index.add(sample.id, text)
         return _keep(self.name)
 
+    def seed_from_run(self, run_dir: Path) -> int:
+        """On resume: index the kept captions of the run's done shards, in shard order; returns how many.
+        Call it once, before any new shard is filtered."""
+        from pipeline.shards import read_shards
+
+        table = read_shards(run_dir, columns=["id", "caption", "keep"])
+        added = 0
+        for sample_id, caption, keep in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
+            if keep and caption:
+                self.index.add(sample_id, caption)
+                added += 1
+        return added
+
 
 def build_filters(cfg: FilterConfig | None = None, index: NearDuplicateIndex | None = None) -> list[Filter]:
     """The configured filters in run order (near-duplicate last). Pass `index` to resume with a seeded index."""
     cfg = cfg or FilterConfig()
     cache = _EvidenceCache(cfg.grounding)
     if index is None:
-        index = NearDuplicateIndex(
-            cfg.dedup_threshold, cfg.dedup_shingle, cfg.dedup_permutations, cfg.dedup_bands
-        )
+        index = NearDuplicateIndex(cfg.dedup_threshold, cfg.dedup_shingle, cfg.dedup_permutations, cfg.dedup_bands)
     candidates: list[Filter] = [
         LengthFilter(cfg.min_words, cfg.max_words),
         RefusalFilter(),

@@ -132,8 +132,16 @@ class GroundingContext:
 
 def count_components(mask: np.ndarray, min_pixels: int = 1) -> int:
     """Number of 4-connected True regions of at least `min_pixels` pixels (run-length union-find)."""
-    parent: list[int] = []
-    sizes: list[int] = []
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or not mask.any():
+        return 0
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(edges == 1)  # row-major order: runs sorted by row, then column
+    ends = np.nonzero(edges == -1)[1]
+    parent = list(range(len(starts)))
+    sizes = (ends - starts).tolist()
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -141,27 +149,21 @@ def count_components(mask: np.ndarray, min_pixels: int = 1) -> int:
             i = parent[i]
         return i
 
-    prev: list[tuple[int, int, int]] = []  # (start, end, label) runs of the previous row
-    for row in np.asarray(mask, dtype=bool):
-        edges = np.diff(np.concatenate(([0], row.astype(np.int8), [0])))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        runs: list[tuple[int, int, int]] = []
-        j = 0
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            label = len(parent)
-            parent.append(label)
-            sizes.append(e - s)
-            while j < len(prev) and prev[j][1] <= s:
+    row_first = np.searchsorted(rows, np.arange(mask.shape[0] + 1)).tolist()
+    starts_l, ends_l = starts.tolist(), ends.tolist()
+    for r in range(1, mask.shape[0]):
+        j, prev_end = row_first[r - 1], row_first[r]
+        for run in range(row_first[r], row_first[r + 1]):
+            s, e = starts_l[run], ends_l[run]
+            while j < prev_end and ends_l[j] <= s:
                 j += 1
             k = j
-            while k < len(prev) and prev[k][0] < e:
-                a, b = find(prev[k][2]), find(label)
+            while k < prev_end and starts_l[k] < e:
+                a, b = find(k), find(run)
                 if a != b:
                     parent[b] = a
                     sizes[a] += sizes[b]
                 k += 1
-            runs.append((s, e, label))
-        prev = runs
     return sum(1 for i in range(len(parent)) if parent[i] == i and sizes[i] >= min_pixels)
 
 
@@ -233,7 +235,11 @@ def scene_evidence(sample: Sample, water_body_min_pixels: int = 20) -> Evidence:
 # --- word matching ------------------------------------------------------------------------------------------
 
 _NEGATIONS = frozenset({"no", "not", "without", "nor", "never", "none", "absent", "lacks", "lacking", "devoid"})
-_CLAUSE_BREAK = re.compile(r"[.,;:!?()\n]|\bbut\b|\bwhile\b|\bwhereas\b|\bexcept\b", re.IGNORECASE)
+# A negation reaches over a list ("no lakes, rivers or other water") but not over a clause break or a comma
+# that opens a new noun phrase ("no trees, a large lake").
+_CLAUSE_BREAK = re.compile(r"[.;:!?()\n]|\b(?:but|while|whereas|except|although|however|yet)\b", re.IGNORECASE)
+_NEW_PHRASE = re.compile(r",\s*(?:a|an|the|with|there|it|its|and\s+(?:a|an|the))\b", re.IGNORECASE)
+_LIST_WORDS = frozenset({"or", "nor", "and", "other", "any", "of", "sign", "signs", "evidence", "visible"})
 _WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -243,9 +249,13 @@ def _compile(words: Iterable[str]) -> re.Pattern[str]:
 
 
 def _negated(text: str, start: int, window: int) -> bool:
-    clause = _CLAUSE_BREAK.split(text[:start])[-1]
-    before = [w.lower() for w in _WORD.findall(clause)][-window:] if window else []
-    return any(w in _NEGATIONS for w in before)
+    clause = _NEW_PHRASE.split(_CLAUSE_BREAK.split(text[:start])[-1])[-1]
+    tokens = [w.lower() for w in _WORD.findall(clause)]
+    for i in range(len(tokens) - 1, -1, -1):
+        if tokens[i] in _NEGATIONS:
+            between = [t for t in tokens[i + 1 :] if t not in _LIST_WORDS]
+            return len(between) <= window
+    return False
 
 
 def find_claims(pattern: re.Pattern[str], text: str, negation_window: int = 4) -> list[str]:
@@ -261,8 +271,10 @@ def find_claims(pattern: re.Pattern[str], text: str, negation_window: int = 4) -
 # --- facts predicates ---------------------------------------------------------------------------------------
 
 _AGRICULTURE = frozenset(
-    {"agriculture", "farmland", "farmyard", "orchard", "vineyard", "plantation", "allotments", "crop",
-     "greenhouse_horticulture", "animal_keeping", "aquaculture", "meadow"}
+    """
+    agriculture farmland farmyard orchard vineyard plantation allotments crop greenhouse_horticulture
+    animal_keeping aquaculture meadow
+    """.split()
 )
 _DEVELOPED = frozenset(
     {"residential", "developed", "urban", "industrial", "commercial", "retail", "built_up", "construction"}
@@ -347,34 +359,39 @@ class ClassRule:
         return []
 
 
-WATER_WORDS = (
-    r"lakes?", r"rivers?", r"riverbanks?", r"seas?", r"oceans?", r"ponds?", r"reservoirs?", r"bays?",
-    r"bod(?:y|ies)\s+of\s+water", r"water\s*bod(?:y|ies)", r"streams?", r"creeks?", r"lagoons?",
-    r"estuar(?:y|ies)", r"coast(?:s|line|lines|al)?", r"shore(?:s|line|lines)?", r"canals?", r"harbou?rs?",
-    r"waterways?", r"waterfront", r"fjords?", r"inlets?", r"water",
+WATER_WORDS = tuple(
+    r"""
+    lakes? rivers? riverbanks? seas? oceans? ponds? reservoirs? bays? bod(?:y|ies)\s+of\s+water
+    water\s*bod(?:y|ies) streams? creeks? lagoons? estuar(?:y|ies) coast(?:s|line|lines|al)?
+    shore(?:s|line|lines)? canals? harbou?rs? waterways? waterfront fjords? inlets? water
+    """.split()
 )
-URBAN_WORDS = (
-    r"city", r"cities", r"towns?", r"township", r"urban(?:ized|ised)?", r"villages?", r"hamlets?",
-    r"buildings?", r"houses?", r"housing", r"streets?", r"downtown", r"suburbs?", r"suburban", r"residential",
-    r"skyscrapers?", r"settlements?", r"neighbou?rhoods?", r"built[-\s]up", r"rooftops?", r"industrial",
-    r"factor(?:y|ies)", r"warehouses?",
+URBAN_WORDS = tuple(
+    r"""
+    city cities towns? township urban(?:ized|ised)? villages? hamlets? buildings? houses? housing
+    streets? downtown suburbs? suburban residential skyscrapers? settlements? neighbou?rhoods?
+    built[-\s]up rooftops? industrial factor(?:y|ies) warehouses?
+    """.split()
 )
-SNOW_WORDS = (
-    r"snow(?:y|s)?", r"snow[-\s]covered", r"snowfields?", r"ice", r"icy", r"ice[-\s]covered", r"glaciers?",
-    r"glacial", r"frozen", r"frost(?:y)?", r"ice\s+sheets?", r"ice\s+caps?", r"permafrost",
+SNOW_WORDS = tuple(
+    r"""
+    snow(?:y|s)? snow[-\s]covered snowfields? ice icy ice[-\s]covered glaciers? glacial frozen
+    frost(?:y)? ice\s+sheets? ice\s+caps? permafrost
+    """.split()
 )
-FARMLAND_WORDS = (
-    r"farmlands?", r"farms?", r"farming", r"croplands?", r"crops?", r"agricultur(?:e|al)", r"cultivated",
-    r"cultivation", r"plantations?", r"orchards?", r"vineyards?", r"padd(?:y|ies)", r"rice\s+fields?",
-    r"harvest(?:ed)?", r"ploughed", r"plowed",
+FARMLAND_WORDS = tuple(
+    r"""
+    farmlands? farms? farming croplands? crops? agricultur(?:e|al) cultivated cultivation
+    plantations? orchards? vineyards? padd(?:y|ies) rice\s+fields? harvest(?:ed)? ploughed plowed
+    """.split()
 )
-SPECULATIVE_WORDS = (
-    # plant health: a 10 m true-colour chip and map facts cannot support it
-    r"healthy", r"unhealthy", r"dying", r"dead", r"diseased?", r"stressed", r"wilt(?:ing|ed)", r"withered",
-    r"thriving", r"decaying",
-    # things smaller than a 10 m pixel
-    r"people", r"persons?", r"pedestrians?", r"crowds?", r"cars?", r"vehicles?", r"traffic", r"animals?",
-    r"cattle", r"cows?", r"sheep", r"livestock", r"wildlife", r"birds?",
+SPECULATIVE_WORDS = tuple(
+    # plant health (a 10 m true-colour chip and map facts cannot support it), then things below a 10 m pixel
+    r"""
+    healthy unhealthy dying dead diseased? stressed wilt(?:ing|ed) withered thriving decaying
+    people persons? pedestrians? crowds? cars? vehicles? traffic animals? cattle cows? sheep livestock
+    wildlife birds?
+    """.split()
 )
 
 CLASS_RULES: tuple[ClassRule, ...] = (
@@ -389,17 +406,19 @@ CLASS_RULES: tuple[ClassRule, ...] = (
 
 # Capitalised words that are not place names even mid-sentence.
 _NOT_NAMES = frozenset(
-    {"i", "sentinel", "sentinel-2", "rgb", "ndvi", "ndwi", "nir", "swir", "utm", "earth", "copernicus", "esa",
-     "overture", "openstreetmap", "osm", "l2a", "scl", "january", "february", "march", "april", "may", "june",
-     "july", "august", "september", "october", "november", "december", "monday", "tuesday", "wednesday",
-     "thursday", "friday", "saturday", "sunday", "spring", "summer", "autumn", "fall", "winter", "north",
-     "south", "east", "west", "northern", "southern", "eastern", "western", "km", "image", "overall"}
+    """
+    i sentinel sentinel-2 rgb ndvi ndwi nir swir utm earth copernicus esa overture openstreetmap osm l2a
+    scl january february march april may june july august september october november december monday
+    tuesday wednesday thursday friday saturday sunday spring summer autumn fall winter north south east
+    west northern southern eastern western km image overall
+    """.split()
 )
 # Sentence-initial words that a name run starts after ("The Danube" -> "Danube").
 _LEADING = frozenset(
-    {"the", "a", "an", "this", "that", "these", "those", "in", "on", "at", "near", "along", "it", "its",
-     "there", "here", "overall", "also", "and", "but", "several", "some", "most", "many", "two", "three",
-     "to", "from", "of", "with", "by", "between", "across", "beside"}
+    """
+    the a an this that these those in on at near along it its there here overall also and but several
+    some most many two three to from of with by between across beside
+    """.split()
 )
 _CONNECTORS = frozenset({"of", "de", "la", "le", "del", "du", "van", "von", "da", "di", "des"})
 _NAME_TOKEN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][\wÀ-ÖØ-öø-ÿ'’\-]*")
@@ -474,12 +493,27 @@ def _check_names(text: str, ctx: GroundingContext) -> list[str]:
 # --- counts -------------------------------------------------------------------------------------------------
 
 _NUMBER_WORDS = {
-    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-    "a couple of": 2, "a pair of": 2, "several": 2, "multiple": 2, "numerous": 2, "many": 2, "both": 2,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "a couple of": 2,
+    "a pair of": 2,
+    "several": 2,
+    "multiple": 2,
+    "numerous": 2,
+    "many": 2,
+    "both": 2,
 }
-_WATER_NOUNS = (
-    r"bod(?:ies)\s+of\s+water", r"water\s*bodies", r"lakes", r"ponds", r"rivers", r"reservoirs", r"lagoons",
-    r"streams", r"canals",
+_WATER_NOUNS = tuple(
+    r"""
+    bod(?:ies)\s+of\s+water water\s*bodies lakes ponds rivers reservoirs lagoons streams canals
+    """.split()
 )
 _COUNT = re.compile(
     r"\b(?P<num>" + "|".join(sorted(map(re.escape, _NUMBER_WORDS), key=len, reverse=True)) + r"|\d{1,3})\s+"
@@ -515,12 +549,18 @@ def _check_counts(text: str, ctx: GroundingContext) -> list[str]:
 # --- measurements -------------------------------------------------------------------------------------------
 
 _LENGTH_UNITS = {
-    r"kilomet(?:er|re)s?|km": 1000.0, r"met(?:er|re)s?|m": 1.0, r"miles?|mi": 1609.344, r"feet|foot|ft": 0.3048,
+    r"kilomet(?:er|re)s?|km": 1000.0,
+    r"met(?:er|re)s?|m": 1.0,
+    r"miles?|mi": 1609.344,
+    r"feet|foot|ft": 0.3048,
     r"yards?|yd": 0.9144,
 }
 _AREA_UNITS = {
-    r"square\s+kilomet(?:er|re)s?|sq\.?\s*km|km2|km²": 1e6, r"square\s+met(?:er|re)s?|sq\.?\s*m|m2|m²": 1.0,
-    r"square\s+miles?|sq\.?\s*mi": 2.589988e6, r"hectares?|ha": 1e4, r"acres?": 4046.856,
+    r"square\s+kilomet(?:er|re)s?|sq\.?\s*km|km2|km²": 1e6,
+    r"square\s+met(?:er|re)s?|sq\.?\s*m|m2|m²": 1.0,
+    r"square\s+miles?|sq\.?\s*mi": 2.589988e6,
+    r"hectares?|ha": 1e4,
+    r"acres?": 4046.856,
 }
 _UNIT_ALTERNATIVES = "|".join(f"(?:{u})" for u in [*_AREA_UNITS, *_LENGTH_UNITS])
 _MEASURE = re.compile(

@@ -96,21 +96,25 @@ class PromptSet:
         return h.hexdigest()
 
 
-def available_versions() -> list[str]:
-    return sorted(p.name for p in PROMPTS_DIR.iterdir()
+def available_versions(root: Path | None = None) -> list[str]:
+    root = root or PROMPTS_DIR
+    return sorted(p.name for p in root.iterdir()
                   if p.is_dir() and all((p / f"{s}.yaml").is_file() for s in STEPS))
 
 
-_CACHE: dict[str, PromptSet] = {}
+_CACHE: dict[tuple[Path, str], PromptSet] = {}
 
 
-def load_prompts(version: str = "v1") -> PromptSet:
-    """The prompt set of one version (cached per process)."""
-    if version in _CACHE:
-        return _CACHE[version]
-    folder = PROMPTS_DIR / version
+def load_prompts(version: str = "v1", root: Path | None = None) -> PromptSet:
+    """The prompt set of one version (cached per process). `root` holds version folders (default: the
+    packaged prompts/); a project may keep its own versions elsewhere."""
+    root = Path(root) if root else PROMPTS_DIR
+    if (root, version) in _CACHE:
+        return _CACHE[(root, version)]
+    folder = root / version
     if not version or "/" in version or not folder.is_dir():
-        raise PromptError(f"unknown prompt version {version!r}; available: {', '.join(available_versions())}")
+        raise PromptError(f"unknown prompt version {version!r} in {root}; "
+                          f"available: {', '.join(available_versions(root)) or 'none'}")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
     steps = {name: _load_step(env, folder / f"{name}.yaml", name) for name in STEPS}
     if steps["questions"].response_format is None:
@@ -120,7 +124,7 @@ def load_prompts(version: str = "v1") -> PromptSet:
              "response_format": s.response_format} for n, s in steps.items()},
         sort_keys=True).encode()).hexdigest()
     ps = PromptSet(version=version, fingerprint=fp, **steps)
-    _CACHE[version] = ps
+    _CACHE[(root, version)] = ps
     return ps
 
 

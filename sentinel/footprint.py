@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from pyproj import CRS, Transformer
+import shapely
 from shapely.geometry import Polygon, box
-from shapely.ops import transform as shp_transform
 
 SNAP_M = 60.0
 CHIP_PX = 264
@@ -72,7 +72,7 @@ class ChipLocation:
     def lonlat_polygon(self) -> Polygon:
         """The footprint in lon/lat (EPSG:4326), densified so its edges follow the UTM square."""
         poly = self.utm_polygon.segmentize(self.size_m / 8.0)
-        return shp_transform(_transformer(self.epsg, 4326).transform, poly)
+        return shapely.transform(poly, _transformer(self.epsg, 4326).transform, interleaved=False)
 
     @property
     def lonlat_bounds(self) -> tuple[float, float, float, float]:

@@ -111,11 +111,11 @@ def parse_questions(text: str | None) -> tuple[list[str] | None, str]:
     if fence:
         t = fence.group(1)
     try:
-        obj = json.loads(t)
+        obj = json.loads(t, strict=False)  # strict=False: raw control characters inside strings are common
     except json.JSONDecodeError:
         start, end = t.find("{"), t.rfind("}")
         try:
-            obj = json.loads(t[start:end + 1]) if 0 <= start < end else None
+            obj = json.loads(t[start:end + 1], strict=False) if 0 <= start < end else None
         except json.JSONDecodeError:
             obj = None
         if obj is None:
@@ -131,8 +131,12 @@ def parse_questions(text: str | None) -> tuple[list[str] | None, str]:
     return cleaned, ""
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+
+
 def _clean(text: str | None) -> str:
-    return " ".join((text or "").split())
+    """One line of text: control characters and U+FFFD (undecodable bytes) dropped, whitespace collapsed."""
+    return " ".join(_CONTROL.sub("", text or "").split())
 
 
 def _excerpt(text: str | None) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -25,6 +27,7 @@ from prompts.loader import load_prompts
 
 T = TypeVar("T")
 TRANSPORT_ERROR = "transport:"  # prefix of ChatReply.error when no HTTP answer came back
+DOWN_BASE_S, DOWN_MAX_S = 1.0, 30.0  # a server that dropped a connection is avoided this long (doubling)
 
 
 def serve_hint(model: str, port: int = 8000) -> str:
@@ -36,6 +39,16 @@ def serve_hint(model: str, port: int = 8000) -> str:
 class _Server:
     url: str  # base URL without /v1
     in_flight: int = 0
+    fails: int = 0  # consecutive transport failures
+    down_until: float = 0.0  # monotonic time; skipped while another server is up
+
+    def failed(self) -> None:
+        self.fails += 1
+        self.down_until = time.monotonic() + min(DOWN_MAX_S, DOWN_BASE_S * 2 ** (self.fails - 1))
+
+    def worked(self) -> None:
+        self.fails = 0
+        self.down_until = 0.0
 
 
 class VllmCaptioner:
@@ -45,7 +58,8 @@ class VllmCaptioner:
 
     def __init__(self, base_urls: Sequence[str] | str, model: str, prompt_version: str = "v1",
                  max_in_flight: int = 32, timeout_s: float = 120.0, retries: int = 4,
-                 backoff_s: float = 0.5, backoff_max_s: float = 20.0, api_key: str | None = None) -> None:
+                 backoff_s: float = 0.5, backoff_max_s: float = 20.0, api_key: str | None = None,
+                 prompts_root: Path | None = None) -> None:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise CaptionerError("VllmCaptioner needs at least one base URL, e.g. http://127.0.0.1:8000")
@@ -59,7 +73,7 @@ class VllmCaptioner:
             raise CaptionerError(f"bad client limits: max_in_flight={max_in_flight} (>=1), timeout_s={timeout_s} "
                                  f"(>0), retries={retries} (>=0), backoff_s={backoff_s} (>=0)")
         self.model = model
-        self.prompts = load_prompts(prompt_version)
+        self.prompts = load_prompts(prompt_version, prompts_root)
         self.prompt_version = prompt_version
         self.servers = [_Server(_strip_v1(u)) for u in urls]
         self.max_in_flight = max_in_flight
@@ -173,9 +187,13 @@ class VllmCaptioner:
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     def _pick(self) -> _Server:
+        """Least loaded among the servers that are up (all of them when none is), ties in round robin."""
         n = len(self.servers)
         self._rr = (self._rr + 1) % n
-        return min((self.servers[(self._rr + i) % n] for i in range(n)), key=lambda s: s.in_flight)
+        ring = [self.servers[(self._rr + i) % n] for i in range(n)]
+        now = time.monotonic()
+        up = [s for s in ring if s.down_until <= now] or ring
+        return min(up, key=lambda s: s.in_flight)
 
     def _body(self, call: ChatCall) -> dict[str, Any]:
         p = call.params
@@ -206,10 +224,12 @@ class VllmCaptioner:
                     last = f"{TRANSPORT_ERROR} timed out after {self.timeout_s:g} s at {server.url}"
                     continue
                 except httpx.TransportError as e:
+                    server.failed()
                     last = f"{TRANSPORT_ERROR} {type(e).__name__} at {server.url}"
                     continue
                 finally:
                     server.in_flight -= 1
+            server.worked()
             if resp.status_code == 200:
                 reply = _parse_completion(resp)
                 if reply is not None:
