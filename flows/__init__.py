@@ -6,4 +6,5 @@ from flows.build import build_dataset
 from flows.caption import caption_region
 from flows.settings import Captioning, Execution, LocationSpec, RegionSpec, Sources
 
-__all__ = ["Captioning", "Execution", "LocationSpec", "RegionSpec", "Sources", "build_dataset", "caption_region"]
+__all__ = ["Captioning", "Execution", "LocationSpec", "RegionSpec", "Sources", "build_dataset",
+           "caption_region"]

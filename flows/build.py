@@ -1,9 +1,9 @@
 """`build_dataset`: many regions (a list or a sampling-plan file) in one flow run.
 
-The regions are mapped onto shard tasks: every pending shard of every region goes through the same task runner,
-so with `execution.task_runner: dask` the shards of all regions spread over the Dask cluster's workers (a local
-cluster or a running scheduler). Each region keeps its own run folder `<output>/<name>`, its own progress
-artifact and its own summary; a final table artifact lists every region.
+The regions are mapped onto shard tasks: every pending shard of every region goes through the same task
+runner, so with `execution.task_runner: dask` the shards of all regions spread over the Dask cluster's workers
+(a local cluster or a running scheduler). Each region keeps its own run folder `<output>/<name>`, its own
+progress artifact and its own summary; a final table artifact lists every region.
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ def build_dataset(
 ) -> list[dict[str, Any]]:
     """Caption every region into `<output>/<region name>`; rerun with the same parameters to resume."""
     if (regions is None) == (sampling_plan is None):
-        raise InputError("build_dataset: give exactly one of `regions` (a list) or `sampling_plan` (a JSON file)")
+        raise InputError("build_dataset: give exactly one of `regions` (a list) or `sampling_plan` "
+                         "(a JSON file)")
     specs = regions if regions is not None else load_sampling_plan(str(sampling_plan))
     names = [r.name for r in specs]
     if len(set(names)) != len(names):
         raise InputError(f"build_dataset: region names must be unique (they name the run folders): {names}")
-    jobs = [RegionJob(r.name, run_config(r, start, end, output, sources, captioning, execution)) for r in specs]
+    jobs = [RegionJob(r.name, run_config(r, start, end, output, sources, captioning, execution))
+            for r in specs]
     summaries = run_regions(jobs, execution)
     create_table_artifact(
         table=[{k: v for k, v in s.items() if not isinstance(v, dict)} for s in summaries],

@@ -1,11 +1,11 @@
 """`caption_region`: the CLI's work as a Prefect flow whose stages are tasks, and the engine it shares with
 `build_dataset`.
 
-Per region the flow process is the coordinator: it plans (or reads plan.json back), cleans half-written shards
-and skips every shard that has a done-marker. Each pending shard becomes three chained tasks on the task runner
-(threads or Dask), at most `shards_in_flight` shards at a time so memory stays bounded. At the end each region
-gets `Run.finish` (stats.json, manifest, card), a run-summary table artifact and a stats markdown artifact;
-a progress artifact per region moves as shards are written.
+Per region the flow process is the coordinator: it plans (or reads plan.json back), cleans half-written
+shards and skips every shard that has a done-marker. Each pending shard becomes three chained tasks on the
+task runner (threads or Dask), at most `shards_in_flight` shards at a time so memory stays bounded. At the
+end each region gets `Run.finish` (stats.json, manifest, card), a run-summary table artifact and a stats
+markdown artifact; a progress artifact per region moves as shards are written.
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ def _run_shards(regions: list[_Region], execution: Execution) -> None:
     if failed:
         for reg in regions:  # write what was done (manifest 'partial') before failing the flow
             _finish_region(reg, None)
-        raise ShardsFailed(f"{len(failed)} shard(s) failed after retries ({'; '.join(failed[:3])}); the other "
-                           "shards are written: fix the cause and run the flow again to resume")
+        raise ShardsFailed(f"{len(failed)} shard(s) failed after retries ({'; '.join(failed[:3])}); the "
+                           "other shards are written: fix the cause and run the flow again to resume")
 
 
 def _first_error(chain: list[PrefectFuture[Any]]) -> str:

@@ -64,13 +64,15 @@ class RegionSpec(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError(f"region name {v!r}: use letters, digits, '_', '.', '-' (it names the run folder)")
+            raise ValueError(f"region name {v!r}: use letters, digits, '_', '.', '-' "
+                             "(it names the run folder)")
         return v
 
     @model_validator(mode="after")
     def _one_region(self) -> RegionSpec:
         if (self.bbox is None) == (self.geojson is None):
-            raise ValueError(f"region {self.name!r}: give exactly one of bbox [W,S,E,N] or geojson (a file path)")
+            raise ValueError(f"region {self.name!r}: give exactly one of bbox [W,S,E,N] or geojson "
+                             "(a file path)")
         if self.bbox is not None and len(self.bbox) != 4:
             raise ValueError(f"region {self.name!r}: bbox needs four numbers W,S,E,N, got {self.bbox}")
         return self
@@ -109,7 +111,7 @@ class Execution(BaseModel):
 
     task_runner: Literal["thread", "dask"] = "thread"
     shards_in_flight: int = Field(default=2, ge=1, description="Shards prepared/captioned at the same time.")
-    dask_address: str | None = Field(default=None, description="A running Dask scheduler; else a local cluster.")
+    dask_address: str | None = Field(default=None, description="A Dask scheduler; else a local cluster.")
     dask_workers: int = Field(default=2, ge=1, description="Workers of the local Dask cluster.")
     dask_threads_per_worker: int = Field(default=1, ge=1)
     retries: int = Field(default=2, ge=0, description="Retries of a shard task after a transient fault.")
@@ -196,8 +198,9 @@ def load_sampling_plan(path: str) -> list[RegionSpec]:
 
 
 def make_task_runner(execution: Execution) -> TaskRunner[Any]:
-    """The task runner the execution settings name. Threads: one process, enough threads that a shard's three
-    chained tasks never starve each other. Dask: a local cluster of worker processes, or a running scheduler."""
+    """The task runner the execution settings name. Threads: one process, enough threads that a shard's
+    three chained tasks never starve each other. Dask: a local cluster of worker processes, or a running
+    scheduler."""
     if execution.task_runner == "thread":
         return ThreadPoolTaskRunner(max_workers=3 * execution.shards_in_flight)
     try:

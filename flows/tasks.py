@@ -1,6 +1,7 @@
 """The shard tasks: the runner's own stage functions, split so that captioning is its own rate-limited task.
 
-prepare_shard (search, read, facts, preview) -> caption_shard (tag "captioner") -> finish_shard (filter, write).
+prepare_shard (search, read, facts, preview) -> caption_shard (tag "captioner") -> finish_shard (filter,
+write).
 A task builds nothing itself: it asks the per-thread cache for the region's `Run` (DuckDB connections and
 SQLite caches cannot be pickled or shared between threads) and calls `Run.start_shard / run_stages / write`.
 
@@ -51,7 +52,7 @@ _local = threading.local()
 
 
 def worker_run(job: RegionJob) -> Run:
-    """This thread's `Run` for the region, opened once as a worker (it reads the plan back, never re-plans)."""
+    """This thread's `Run` for the region, opened once as a worker (reads the plan back, never re-plans)."""
     runs: OrderedDict[str, Run] | None = getattr(_local, "runs", None)
     if runs is None:
         runs = _local.runs = OrderedDict()

@@ -91,6 +91,15 @@ class FilterConfig:
     disabled: tuple[str, ...] = ()  # filter names to skip, e.g. ("grounding_speculative",)
 
     def __post_init__(self) -> None:
+        # Accept plain YAML/JSON values: a dict for `grounding`, lists for tuples.
+        if isinstance(self.grounding, dict):
+            known = set(GroundingConfig.__dataclass_fields__)
+            unknown = sorted(set(self.grounding) - known)
+            if unknown:
+                raise InputError(f"filters.grounding keys {unknown} unknown: use some of {', '.join(sorted(known))}")
+            g = {k: tuple(v) if isinstance(v, list) else v for k, v in self.grounding.items()}
+            object.__setattr__(self, "grounding", GroundingConfig(**g))
+        object.__setattr__(self, "disabled", tuple(self.disabled))
         if not 1 <= self.min_words <= self.max_words:
             raise InputError(
                 f"filter min_words={self.min_words}, max_words={self.max_words}: need 1 <= min_words <= max_words"

@@ -282,11 +282,12 @@ _DEVELOPED = frozenset(
 _SNOW = frozenset({"snow", "glacier", "ice", "ice_shelf", "permafrost"})
 
 
-def _facts_has(facts: Facts | None, values: frozenset[str], types: tuple[str, ...] = ()) -> bool:
+def _facts_has(facts: Facts | None, values: frozenset[str]) -> bool:
+    """Does any Overture class with area in the chip have a subtype or class among `values`?"""
     if facts is None:
         return False
     for c in facts.classes:
-        if c.fraction > 0 and (c.type in types or c.subtype in values or c.cls in values):
+        if c.fraction > 0 and (c.subtype in values or c.cls in values):
             return True
     return False
 

@@ -53,7 +53,6 @@ class Sample:
     # transient working state (never persisted)
     location: ChipLocation | None = None
     scenes: list[Any] = field(default_factory=list)  # candidate sentinel.stac.SceneRef, best first
-    scene_fractions: dict[str, float] = field(default_factory=dict)  # SCL class fractions over the chip
 
     # scene and chip (sentinel stage)
     stac_item_id: str | None = None
@@ -64,6 +63,7 @@ class Sample:
     harmonize_offset: int = 0  # DN subtracted to harmonize (1000 for baseline >= 04.00 raw data, else 0)
     cloud_fraction: float | None = None  # SCL cloud + shadow over the chip
     nodata_fraction: float | None = None
+    scene_fractions: dict[str, float] = field(default_factory=dict)  # SCL class -> share of the chip's pixels
     chip: np.ndarray | None = None  # (12, H, W) uint16, transient: written as `chip_tiff`
     scl: np.ndarray | None = None  # (H, W) uint8, transient
     chip_tiff: bytes | None = None  # 12-band GeoTIFF with band names, CRS, transform

@@ -92,6 +92,8 @@ _FIELDS: list[pa.Field] = [
     pa.field("harmonize_offset", pa.int32()),
     pa.field("cloud_fraction", pa.float64()),
     pa.field("nodata_fraction", pa.float64()),
+    # SCL class -> share of the chip's pixels (the scene's own evidence for grounding)
+    pa.field("scene_fractions", _list(pa.struct([("name", pa.string()), ("fraction", pa.float64())]))),
     pa.field("chip", pa.large_binary()),  # 12-band GeoTIFF bytes
     pa.field("preview", IMAGE),
     pa.field("preview_params", pa.string()),
@@ -207,6 +209,7 @@ def _row(s: Sample) -> dict[str, Any]:
         "harmonize_offset": s.harmonize_offset,
         "cloud_fraction": s.cloud_fraction,
         "nodata_fraction": s.nodata_fraction,
+        "scene_fractions": [{"name": k, "fraction": v} for k, v in sorted(s.scene_fractions.items())],
         "chip": s.chip_tiff,
         "preview": None if s.preview_png is None else {"bytes": s.preview_png, "path": f"{s.id}.png"},
         "preview_params": s.preview_params,
@@ -268,6 +271,7 @@ def table_to_samples(table: pa.Table) -> list[Sample]:
                 harmonize_offset=r.get("harmonize_offset") or 0,
                 cloud_fraction=r.get("cloud_fraction"),
                 nodata_fraction=r.get("nodata_fraction"),
+                scene_fractions={d["name"]: d["fraction"] for d in r.get("scene_fractions") or []},
                 chip_tiff=r.get("chip"),
                 overture_release=r.get("overture_release"),
                 facts=None if facts is None else Facts.from_dict(facts),

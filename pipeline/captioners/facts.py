@@ -97,7 +97,7 @@ def caption_one(req: CaptionRequest) -> CaptionResult:
     a1, dominant = _dominant(req.facts, req.scene_fractions)
     a2, water = _water(req.facts, req.scene_fractions)
     a3, built = _built(req.facts)
-    caption = f"A Sentinel-2 image of {dominant}"
+    caption = f"A Sentinel-2 satellite image of an area covered mostly by {dominant}"
     extras = [x for x in (f"with {water}" if water else None, built) if x]
     if extras:
         caption += ", " + ", ".join(extras)

@@ -37,7 +37,8 @@ def region_spec(name: str, world: Any, stac_url: str) -> dict[str, Any]:
 
 def planned_ids(run_dir: Path) -> list[str]:
     plan = json.loads((run_dir / "plan.json").read_text())
-    return [f"{plan['locations'][li][0]}_{plan['seasons'][si][0]}" for shard in plan["shards"] for li, si in shard]
+    return [f"{plan['locations'][li][0]}_{plan['seasons'][si][0]}"
+            for shard in plan["shards"] for li, si in shard]
 
 
 def written_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -48,7 +49,7 @@ def written_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def assert_complete_run(run_dir: Path) -> list[dict[str, Any]]:
-    """The CLI's contract: every planned sample exactly once, every shard with its marker, nothing half-written."""
+    """The CLI's contract: every planned sample once, every shard with its marker, nothing half-written."""
     rows = written_rows(run_dir)
     ids = Counter(r["id"] for r in rows)
     planned = planned_ids(run_dir)

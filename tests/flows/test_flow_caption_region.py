@@ -33,7 +33,8 @@ def _task_runs(flow_run_id: UUID, expect: int) -> list[Any]:
     deadline = time.monotonic() + 15
     while True:
         with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
         if (len(runs) >= expect and all(r.state and r.state.is_final() for r in runs)) \
                 or time.monotonic() > deadline:
             return runs
@@ -45,16 +46,16 @@ def _artifact(key: str) -> Any:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        found = client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        found = client.read_latest_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     assert found, f"no artifact {key!r}"
     return found[0]
 
 
 def test_demo_region_through_caption_region(prefect_server: str, tmp_path: Path) -> None:
-    from pipeline.execute import execute
-
     from flows.caption import caption_region
     from flows.settings import Captioning, Execution, RegionSpec, Sources, run_config
+    from pipeline.execute import execute
 
     with demo_region(tmp_path, "demo", seed=0, nx=3, ny=2) as region:
         params = dict(region=region, output=str(tmp_path / "runs"), sources=SOURCES, captioning=FACTS,
@@ -64,7 +65,8 @@ def test_demo_region_through_caption_region(prefect_server: str, tmp_path: Path)
         summary = state.result()
         # the same stage functions called directly (the CLI's path), on the same config in another folder
         cfg = run_config(RegionSpec.model_validate(region), region["start"], region["end"],
-                         str(tmp_path / "direct"), Sources(**SOURCES), Captioning(**FACTS), Execution(shard_size=8))
+                         str(tmp_path / "direct"), Sources(**SOURCES), Captioning(**FACTS),
+                         Execution(shard_size=8))
         execute(cfg, progress=False)
     run_dir = tmp_path / "runs" / "demo"
     rows = assert_complete_run(run_dir)

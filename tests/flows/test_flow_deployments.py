@@ -1,4 +1,4 @@
-"""flows/prefect.yaml is loaded and validated by Prefect itself, and its deployments apply to a real server."""
+"""flows/prefect.yaml is loaded and validated by Prefect itself; its deployments apply to a real server."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def test_bad_parameters_fail_with_a_message_naming_the_input() -> None:
     from prefect.exceptions import ParameterTypeError
     from prefect.flows import load_flow_from_entrypoint
 
-    flow = load_flow_from_entrypoint(str(REPO / "flows/caption.py:caption_region"), use_placeholder_flow=False)
+    flow = load_flow_from_entrypoint(str(REPO / "flows/caption.py:caption_region"),
+                                     use_placeholder_flow=False)
     with pytest.raises(ParameterTypeError, match="exactly one of bbox"):
         flow.validate_parameters({"region": {"name": "x"}})
     with pytest.raises(ParameterTypeError, match="task_runner"):

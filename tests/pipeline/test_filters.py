@@ -62,6 +62,19 @@ def test_config_validates_itself() -> None:
         FilterConfig(max_cloud_fraction=1.5)
     with pytest.raises(InputError, match="grounding rules"):
         GroundingConfig(rules=("grounding_colour",))
+    with pytest.raises(InputError, match="filters.grounding keys"):
+        FilterConfig(grounding={"absent": 0.1})  # type: ignore[arg-type]
+
+
+def test_config_from_plain_values() -> None:
+    cfg = FilterConfig(
+        grounding={"absent_max": 0.01, "rules": ["grounding_water"]},  # type: ignore[arg-type]
+        disabled=["cloudy"],  # type: ignore[arg-type]
+    )
+    assert cfg.grounding == GroundingConfig(absent_max=0.01, rules=("grounding_water",))
+    assert cfg.disabled == ("cloudy",)
+    names = [f.name for f in build_filters(cfg)]
+    assert "grounding_water" in names and "grounding_urban" not in names and "cloudy" not in names
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ from pipeline.shards import (
 EXPECTED_COLUMNS = [
     "id", "location_id", "season", "season_start", "season_end", "lon", "lat", "footprint_wkb", "bbox", "epsg",
     "utm_bounds", "datetime", "stac_item_id", "stac_collection", "stac_provider", "processing_baseline",
-    "harmonize_offset", "cloud_fraction", "nodata_fraction", "chip", "preview", "preview_params",
+    "harmonize_offset", "cloud_fraction", "nodata_fraction", "scene_fractions", "chip", "preview", "preview_params",
     "overture_release", "facts", "tags", "captioner", "model", "prompt_version", "prompt_hash", "questions",
     "answers", "caption", "prompt_tokens", "completion_tokens", "filters", "keep", "status", "error",
 ]  # fmt: skip
@@ -66,6 +66,7 @@ def full_sample(factory, png, tiff, index: int = 0):
             named=[NamedFeature("Tranum Sø", "water", "lake", "lake")],
             place_count=2,
         ),
+        scene_fractions={"vegetation": 0.8, "water": 0.12},
         tags=["farmland", "lake"],
         preview_png=png(),
         preview_params='{"stretch": [0, 3000]}',
