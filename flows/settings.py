@@ -87,6 +87,7 @@ class Sources(BaseModel):
     collection: str = "sentinel-2-l2a"
     provider: str = "auto"
     max_cloud: float = 20.0
+    stac_retries: int = Field(default=3, ge=0, description="Retries inside one search (task retries add).")
     overture_release: str | None = None  # default: the pinned release
     overture_path: str | None = None  # a local mirror instead of S3
 
@@ -139,10 +140,9 @@ def _date(v: dt.date | str, what: str) -> dt.date:
 def run_config(region: RegionSpec, start: dt.date | str, end: dt.date | str, output: str, sources: Sources,
                captioning: Captioning, execution: Execution) -> RunConfig:
     """The pipeline's typed config for one region (validated by the pipeline's own configs)."""
-    from sentinel.stac import StacConfig
-
     from overture.source import DEFAULT_RELEASE, OvertureSource
     from pipeline.region import check_bbox, load_geojson
+    from sentinel.stac import StacConfig
 
     if region.bbox is not None:
         from shapely.geometry import box
@@ -166,7 +166,8 @@ def run_config(region: RegionSpec, start: dt.date | str, end: dt.date | str, out
             end=_date(region.end or end, f"region {region.name} end"),
             out=Path(output) / region.name,
             stac=StacConfig(url=region.stac_url or sources.stac_url, collection=sources.collection,
-                            provider=sources.provider, max_cloud_cover=sources.max_cloud),
+                            provider=sources.provider, max_cloud_cover=sources.max_cloud,
+                            retries=sources.stac_retries),
             overture=source,
             season_rule=execution.seasons,
             spacing_m=execution.spacing_m,

@@ -1,6 +1,6 @@
 """Parquet shards with one explicit schema, written atomically, each sealed by a done-marker written last.
 
-A run folder holds `shards/{index:05d}.parquet` and `shards/{index:05d}.done.json`. The parquet file is written
+A run folder holds `shards/{index:05d}.parquet` and `shards/_{index:05d}.done.json`. The parquet file is written
 under a temporary name in the same folder and renamed into place; the marker (stats, row count, sha256) follows
 the same way. A shard counts as done only when its marker exists and the parquet row count matches it, so a run
 killed at any point resumes by `clean_partial` + redoing every shard not in `done_shards`.
@@ -304,7 +304,8 @@ def shard_path(run_dir: Path, index: int) -> Path:
 
 
 def marker_path(run_dir: Path, index: int) -> Path:
-    return Path(run_dir) / SHARD_DIR / f"{index:05d}.done.json"
+    # The leading underscore keeps markers out of `pq.read_table("RUN/shards")` (pyarrow skips _ and . names).
+    return Path(run_dir) / SHARD_DIR / f"_{index:05d}.done.json"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -378,7 +379,7 @@ def read_marker(run_dir: Path, index: int) -> dict[str, Any] | None:
         return None
 
 
-_SHARD_NAME = re.compile(r"^(\d{5,})\.(parquet|done\.json)$")
+_SHARD_NAME = re.compile(r"^_?(\d{5,})\.(parquet|done\.json)$")
 
 
 def _indices(run_dir: Path, kind: str) -> set[int]:

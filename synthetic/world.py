@@ -136,21 +136,19 @@ class _Names:
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
-        self.used: set[str] = set()
+        self.order = [_ONSETS[i // len(_CODAS)] + _CODAS[i % len(_CODAS)]
+                      for i in rng.permutation(len(_ONSETS) * len(_CODAS))]
+        self.next = 0
 
     def stem(self) -> str:
-        for _ in range(200):
-            s = str(self.rng.choice(_ONSETS)) + str(self.rng.choice(_CODAS))
-            if s not in self.used:
-                self.used.add(s)
-                return s
-        # The 520 two-part stems ran out (very large worlds): add a numeral.
-        s = f"{self.rng.choice(_ONSETS)}{self.rng.choice(_CODAS)} {len(self.used)}"
-        self.used.add(s)
-        return s
+        k, self.next = self.next, self.next + 1
+        if k < len(self.order):
+            return self.order[k]
+        # The two-part stems ran out (very large worlds): add a numeral.
+        return f"{self.order[k % len(self.order)]} {k // len(self.order) + 1}"
 
     def saint(self) -> str:
-        return str(self.rng.choice(_SAINTS))
+        return _SAINTS[int(self.rng.integers(len(_SAINTS)))]
 
 
 # -------------------------------------------------------------------------------------------- geometry
@@ -167,9 +165,17 @@ def _blob(cx: float, cy: float, r: float, rng: np.random.Generator, rough: float
 
 
 def _rect(cx: float, cy: float, w: float, h: float, angle: float) -> Polygon:
+    return _rects(np.array([cx]), np.array([cy]), np.array([w]), np.array([h]), angle)[0]
+
+
+def _rects(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray, angle: float) -> np.ndarray:
+    """Rotated rectangles (vectorized): an object array of Polygons."""
     c, s = math.cos(angle), math.sin(angle)
-    pts = [(-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)]
-    return Polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts])
+    ux = np.array([-0.5, 0.5, 0.5, -0.5])[None, :] * w[:, None]
+    uy = np.array([-0.5, -0.5, 0.5, 0.5])[None, :] * h[:, None]
+    xs = cx[:, None] + ux * c - uy * s
+    ys = cy[:, None] + ux * s + uy * c
+    return shapely.polygons(np.stack([xs, ys], axis=-1))
 
 
 def _polygons_only(geom: BaseGeometry, min_area: float) -> BaseGeometry | None:
@@ -252,12 +258,14 @@ class _Builder:
         self.names = _Names(rng)
         self.occ = _Occupancy()
         self.count = 0
+        # Ids look like Overture's GERS UUIDs: a per-world prefix plus a counter (uuid5 per feature is slow).
+        self.id_prefix = str(uuid.uuid5(_ID_NAMESPACE, f"{world.seed}/{world.epsg}/{world.x0}/{world.y0}"))[:24]
         self.minx, self.miny, self.maxx, self.maxy = world.bounds
         self.frame = box(*world.bounds)
 
     def add(self, theme: str, type_: str, subtype: str | None, cls: str | None, name: str | None,
             geom: BaseGeometry, cover: str | None = None, **extra: object) -> Feature:
-        fid = str(uuid.uuid5(_ID_NAMESPACE, f"{self.world.seed}/{self.world.epsg}/{self.count}"))
+        fid = f"{self.id_prefix}{self.count:012x}"
         self.count += 1
         f = Feature(fid, theme, type_, subtype, cls, name, geom, cover, **extra)  # type: ignore[arg-type]
         self.world.features.append(f)
@@ -328,7 +336,8 @@ class _Builder:
             if len(centres) >= n:
                 break
             if k == 0:
-                c = ((cminx + cmaxx) / 2 + self.rng.uniform(-300, 300), (cminy + cmaxy) / 2 + self.rng.uniform(-300, 300))
+                jx, jy = self.rng.uniform(-300, 300, 2)
+                c = ((cminx + cmaxx) / 2 + jx, (cminy + cmaxy) / 2 + jy)
             else:
                 c = self.point_in(self.world.chip_bounds, pad=500.0)
             if any(math.dist(c, o) < 4500.0 for o in centres):
@@ -337,16 +346,23 @@ class _Builder:
                 continue
             centres.append(c)
         majors: list[tuple[LineString, str]] = []
-        # Primary roads chain the towns west to east; a single town gets one crossing the whole world.
-        order = sorted(centres)
-        pts = [(self.minx, order[0][1] + self.rng.uniform(-400, 400)), *order,
-               (self.maxx, order[-1][1] + self.rng.uniform(-400, 400))]
-        majors.append((self._wiggle(pts), "primary"))
+        # Primary roads: a single town gets one crossing the whole world; otherwise each town links to its
+        # nearest neighbour to the east.
+        if len(centres) == 1:
+            (cx, cy), = centres
+            pts = [(self.minx, cy + self.rng.uniform(-400, 400)), (cx, cy),
+                   (self.maxx, cy + self.rng.uniform(-400, 400))]
+            majors.append((self._wiggle(pts), "primary"))
+        else:
+            for a in centres:
+                east = [b for b in centres if b[0] > a[0] and math.dist(a, b) < 15000.0]
+                if east:
+                    majors.append((self._wiggle([a, min(east, key=lambda b: math.dist(a, b))]), "primary"))
         for cx, cy in centres:
             top = (cx + self.rng.uniform(-600, 600), min(self.maxy, cy + 3000.0))
             bottom = (cx + self.rng.uniform(-600, 600), max(self.miny, cy - 3000.0))
             majors.append((self._wiggle([bottom, (cx, cy), top]), "secondary"))
-        water = [f.geometry for f in self.world.features if f.type == "water"]
+        water = np.array([f.geometry for f in self.world.features if f.type == "water"], dtype=object)
         for line, cls in majors:
             line = line.intersection(self.frame)
             name = f"{self.names.stem()}{'strasse' if cls == 'secondary' else ' Road'}"
@@ -366,15 +382,15 @@ class _Builder:
         out.append(pts[-1])
         return LineString(out)
 
-    def _bridges(self, line: BaseGeometry, water: list[BaseGeometry]) -> None:
-        for w in water:
+    def _bridges(self, line: BaseGeometry, water: np.ndarray) -> None:
+        for w in water[shapely.intersects(water, line)]:
             cross = line.intersection(w)
             if not cross.is_empty and cross.length > 5:
                 self.add("base", "infrastructure", "bridge", "bridge", None, cross, None)
 
-    def _town(self, cx: float, cy: float, majors: list[LineString], water: list[BaseGeometry]) -> None:
+    def _town(self, cx: float, cy: float, majors: list[LineString], water: np.ndarray) -> None:
         name = self.names.stem()
-        r = float(self.rng.uniform(450.0, 700.0))
+        r = float(self.rng.uniform(600.0, 900.0))
         area = self.occ.carve(_blob(cx, cy, r, self.rng, rough=0.2).intersection(self.frame), 0.6, 20000.0)
         if area is None:
             return
@@ -402,7 +418,7 @@ class _Builder:
         self._buildings(name, area, streets, majors, water, angle)
 
     def _buildings(self, town: str, area: BaseGeometry, streets: list[LineString], majors: list[LineString],
-                   water: list[BaseGeometry], angle: float) -> None:
+                   water: np.ndarray, angle: float) -> None:
         cxs, cys, ws, hs = [], [], [], []
         for st in streets:
             (ax, ay), (bx, by) = st.coords[0], st.coords[-1]
@@ -421,10 +437,12 @@ class _Builder:
         x, y, w, h = (np.concatenate(v) for v in (cxs, cys, ws, hs))
         keep = shapely.contains_xy(area, x, y) & (self.rng.random(x.size) < 0.85)
         x, y, w, h = x[keep], y[keep], w[keep], h[keep]
-        polys = np.array([_rect(a, b, c, d, angle) for a, b, c, d in zip(x, y, w, h, strict=True)], dtype=object)
-        if polys.size == 0:
+        if x.size == 0:
             return
-        blocked = shapely.union_all([m.buffer(14.0) for m in majors] + [g.buffer(5.0) for g in water])
+        polys = _rects(x, y, w, h, angle)
+        frame = box(*area.bounds)
+        blocked = shapely.union_all([m.intersection(frame).buffer(14.0) for m in majors if m.intersects(frame)]
+                                    + [g.buffer(5.0) for g in water if g.intersects(frame)])
         shapely.prepare(blocked)
         polys = polys[~shapely.intersects(blocked, polys)]
         # Long streets parallel to each other can place two rows of houses on one spot: keep the first.
@@ -451,7 +469,7 @@ class _Builder:
         for _ in range(n):
             r = float(self.rng.uniform(250.0, 900.0))
             cx, cy = self.point_in()
-            poly = self.occ.carve(_blob(cx, cy, r, self.rng, rough=0.35).intersection(self.frame), 0.5, 5000.0)
+            poly = self.occ.carve(_blob(cx, cy, r, self.rng, rough=0.35).intersection(self.frame), 0.8, 5000.0)
             if poly is None:
                 continue
             named = self.rng.random() < 0.4
@@ -465,20 +483,21 @@ class _Builder:
         for _ in range(n_clusters):
             cx, cy = self.point_in()
             angle = float(self.rng.uniform(-0.3, 0.3))
-            nx, ny = int(self.rng.integers(2, 5)), int(self.rng.integers(2, 4))
-            fw, fh = float(self.rng.uniform(180, 320)), float(self.rng.uniform(150, 260))
+            nx, ny = int(self.rng.integers(3, 7)), int(self.rng.integers(2, 6))
+            fw, fh = float(self.rng.uniform(220, 400)), float(self.rng.uniform(180, 320))
             c, s = math.cos(angle), math.sin(angle)
-            for i in range(nx):
-                for j in range(ny):
-                    lx, ly = (i - (nx - 1) / 2) * (fw + 12), (j - (ny - 1) / 2) * (fh + 12)
-                    w, h = fw * self.rng.uniform(0.8, 1.1), fh * self.rng.uniform(0.8, 1.1)
-                    rect = _rect(cx + lx * c - ly * s, cy + lx * s + ly * c, w, h, angle).intersection(self.frame)
-                    poly = self.occ.carve(rect, 0.25, 8000.0)
-                    if poly is None:
-                        continue
-                    self.add("base", "land_use", "agriculture", "farmland", None, poly, "crops")
-                    self.add("base", "land_cover", "crop", None, None, poly, "crops")
-                    self.occ.add(poly)
+            i, j = (a.ravel() for a in np.meshgrid(np.arange(nx), np.arange(ny)))
+            lx, ly = (i - (nx - 1) / 2) * (fw + 12), (j - (ny - 1) / 2) * (fh + 12)
+            w, h = fw * self.rng.uniform(0.8, 1.1, i.size), fh * self.rng.uniform(0.8, 1.1, i.size)
+            for rect in _rects(cx + lx * c - ly * s, cy + lx * s + ly * c, w, h, angle):
+                if not self.frame.contains(rect):
+                    rect = rect.intersection(self.frame)
+                poly = self.occ.carve(rect, 0.25, 8000.0)
+                if poly is None:
+                    continue
+                self.add("base", "land_use", "agriculture", "farmland", None, poly, "crops")
+                self.add("base", "land_cover", "crop", None, None, poly, "crops")
+                self.occ.add(poly)
 
     def meadows(self, n: int) -> None:
         for _ in range(n):
@@ -516,10 +535,10 @@ def make_world(origin_lonlat: tuple[float, float], n_chips_x: int, n_chips_y: in
     b.rivers(max(1, round(max(n_chips_x, n_chips_y) / 5)))
     b.lakes(max(1, round(n_area / 4)))
     b.glacier()
-    b.towns(max(1, round(n_area / 8)))
-    b.forests(max(2, round(n_area * 1.6)))
-    b.fields(max(2, round(n_area * 0.9)))
-    b.meadows(max(1, round(n_area * 0.8)))
+    b.towns(max(1, round(n_area / 6)))
+    b.fields(max(2, round(n_area * 1.2)))
+    b.forests(max(4, round(n_area * 3.0)))
+    b.meadows(max(1, round(n_area * 1.2)))
     return world
 
 

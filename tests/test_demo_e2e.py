@@ -12,7 +12,7 @@ from shapely import wkb
 from shapely.geometry import box
 
 from overture.connect import connect
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import S2CAP, run_cli
+from tests.helpers import S2CAP, run_cli
 
 ARGS = ("--chips-x", "4", "--chips-y", "2", "--quiet")
 
@@ -43,7 +43,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     for path in sorted((out / "shards").glob("*.parquet")):
         table = pq.read_table(path)  # raises on a corrupt file
         ids.update(table.column("id").to_pylist())
-        assert path.with_name(path.stem + ".done.json").exists(), f"{path.name} has no done-marker"
+        assert path.with_name("_" + path.stem + ".done.json").exists(), f"{path.name} has no done-marker"
     assert sorted(ids) == sorted(planned)
     assert set(ids.values()) == {1}, "no sample twice"
     assert not [p for p in (out / "shards").iterdir() if ".tmp" in p.name], "no temporaries left"

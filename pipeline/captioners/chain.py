@@ -68,13 +68,14 @@ class ChatCall:
     params: GenerationParams
     json_schema: dict[str, Any] | None = None  # {"name": ..., "schema": {...}} for structured output
 
-    def openai_messages(self) -> list[dict[str, Any]]:
-        """Messages in the OpenAI chat format (also what `vllm.LLM.chat` takes)."""
+    def openai_messages(self, image_url: str | None = None) -> list[dict[str, Any]]:
+        """Messages in the OpenAI chat format (also what `vllm.LLM.chat` takes); `image_url` overrides the
+        image's data URL (the HTTP client splices the image into the serialized JSON itself)."""
         msgs: list[dict[str, Any]] = []
         if self.system:
             msgs.append({"role": "system", "content": self.system})
         msgs.append({"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": self.image.data_url}},
+            {"type": "image_url", "image_url": {"url": image_url or self.image.data_url}},
             {"type": "text", "text": self.text},
         ]})
         return msgs

@@ -19,7 +19,7 @@ QUESTIONS = (
     "Are there buildings or roads?",
 )
 MIN_FRACTION = 0.03  # classes below 3 % of the footprint are not worth a word
-SCENE_WORDS = {"vegetation": "vegetation", "not_vegetated": "bare or built ground", "water": "water",
+SCENE_WORDS = {"vegetation": "vegetation", "not_vegetated": "non-vegetated ground", "water": "water",
                "snow_ice": "snow and ice", "cloud": "cloud"}
 _TEMPLATE_HASH = hashlib.sha256(("|".join(QUESTIONS) + PROMPT_VERSION).encode()).hexdigest()
 
@@ -93,15 +93,27 @@ def _dominant(facts: Facts | None, scene: dict[str, float]) -> tuple[str, str]:
     return "No land use or land cover is mapped here.", "unmapped land"
 
 
+def _pixels(scene: dict[str, float]) -> str:
+    seen = sorted(((SCENE_WORDS[k], v) for k, v in scene.items() if k in SCENE_WORDS and v >= 0.05),
+                  key=lambda t: -t[1])[:2]
+    if not seen:
+        return ""
+    first = f"{seen[0][0]} covers about {_pct(seen[0][1])}"
+    return first if len(seen) == 1 else f"{first} and {seen[1][0]} about {_pct(seen[1][1])}"
+
+
 def caption_one(req: CaptionRequest) -> CaptionResult:
     a1, dominant = _dominant(req.facts, req.scene_fractions)
     a2, water = _water(req.facts, req.scene_fractions)
     a3, built = _built(req.facts)
     caption = f"A Sentinel-2 satellite image of an area covered mostly by {dominant}"
-    extras = [x for x in (f"with {water}" if water else None, built) if x]
+    extras = [x for x in (water, built) if x]
     if extras:
-        caption += ", " + ", ".join(extras)
+        caption += ", with " + " and ".join(extras)
     caption += "."
+    pixels = _pixels(req.scene_fractions)
+    if pixels:  # what this acquisition shows differs by season even where the map does not
+        caption += f" In this acquisition {pixels} of the pixels."
     facts_json = json.dumps(req.facts.to_dict() if req.facts else None, sort_keys=True)
     digest = hashlib.sha256(
         (_TEMPLATE_HASH + facts_json + json.dumps(req.scene_fractions, sort_keys=True)).encode()

@@ -37,8 +37,9 @@ class TransformersCaptioner:
         self._torch = torch
         try:
             self.processor = AutoProcessor.from_pretrained(self.model)
-            self.net = LlavaNextForConditionalGeneration.from_pretrained(
-                self.model, dtype=dtype if dtype == "auto" else getattr(torch, dtype)).to(device).eval()
+            net: Any = LlavaNextForConditionalGeneration.from_pretrained(
+                self.model, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+            self.net: Any = net.to(device).eval()
         except (OSError, ValueError) as e:
             raise CaptionerError(f"cannot load a LLaVA-Next model from {self.model!r}: {str(e).splitlines()[0]}; "
                                  "pass a folder with config.json, weights and processor files") from None

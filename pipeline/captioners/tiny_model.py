@@ -74,7 +74,7 @@ def build_tiny_llava_next(dest: Path, seed: int = 0, vocab_size: int = 600) -> P
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
                                   pad_token="<pad>", extra_special_tokens={"image_token": IMAGE_TOKEN})
     tok.chat_template = CHAT_TEMPLATE
-    image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    image_id = int(tok.convert_tokens_to_ids(IMAGE_TOKEN))  # type: ignore[arg-type]
 
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,

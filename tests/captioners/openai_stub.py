@@ -175,7 +175,8 @@ class StubServer:
         self._thread.start()
 
         async def start() -> asyncio.base_events.Server:
-            return await asyncio.start_server(lambda r, w: _handle(self.state, self.name, r, w), "127.0.0.1", self._port)
+            return await asyncio.start_server(lambda r, w: _handle(self.state, self.name, r, w), "127.0.0.1",
+                                              self._port)
 
         self._server = asyncio.run_coroutine_threadsafe(start(), self._loop).result()
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
@@ -195,9 +196,9 @@ class StubServer:
         self._thread.join(timeout=5)
 
 
-def serve_forever(port: int, model: str = "stub-model") -> None:
+def serve_forever(port: int, model: str = "stub-model", delay_s: float = 0.0) -> None:
     """Entry point for a separate process (the benchmark)."""
-    state = StubState(model=model)
+    state = StubState(model=model, delay_s=delay_s)
 
     async def main() -> None:
         server = await asyncio.start_server(lambda r, w: _handle(state, "stub", r, w), "127.0.0.1", port)

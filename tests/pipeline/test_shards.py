@@ -129,7 +129,7 @@ def test_write_shard_files_and_marker(tmp_path: Path, sample_factory, png_factor
     samples = [full_sample(sample_factory, png_factory, tiff_factory, i) for i in range(3)]
     path = write_shard(tmp_path, 7, samples, {"stages": {"read": {"seconds": 1.5, "ok": 3}}})
     assert path == tmp_path / "shards" / "00007.parquet"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["00007.done.json", "00007.parquet"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["00007.parquet", "_00007.done.json"]
     pf = pq.ParquetFile(path)
     assert pf.schema_arrow.equals(SCHEMA, check_metadata=True)
     assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
@@ -162,10 +162,10 @@ def test_crash_leftovers_are_cleaned(tmp_path: Path, sample_factory) -> None:
     assert read_shards(tmp_path, columns=["id"]).column("id").to_pylist() == ["loc0000_2024-Q2", "loc0001_2024-Q2"]
     removed = {p.name for p in clean_partial(tmp_path)}
     assert removed == {
-        ".00001.parquet.tmp-4242", "00002.parquet", "00003.parquet", "00003.done.json", "00004.done.json",
-        "00005.parquet", "00005.done.json",
+        ".00001.parquet.tmp-4242", "00002.parquet", "00003.parquet", "_00003.done.json", "_00004.done.json",
+        "00005.parquet", "_00005.done.json",
     }  # fmt: skip
-    assert sorted(p.name for p in folder.iterdir()) == ["00000.done.json", "00000.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == ["00000.parquet", "_00000.done.json"]
     assert clean_partial(tmp_path) == []
 
 
