@@ -68,10 +68,9 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from contextlib import ExitStack
 
+    from flows.settings import LocationSpec
     from sentinel.stac_server import serve_stac
     from synthetic.demo import build_demo
-
-    from flows.settings import LocationSpec
 
     with ExitStack() as stack:
         if not os.environ.get("PREFECT_API_URL"):

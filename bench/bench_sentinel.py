@@ -1,7 +1,7 @@
 """Benchmark: Sentinel-2 chips per second per core (search + windowed read + preview + GeoTIFF) against the
 baseline of reading whole scene files and cropping, and bytes read per chip against the chip's own size.
 
-    python bench/bench_sentinel.py            # ~60 chips from 4 local scenes of 12 km, well under a minute
+    python bench/bench_sentinel.py            # 60 chips from 2 local scenes of 30 km, well under a minute
     python bench/bench_sentinel.py --scene-km 30 --chips 100
 
 Setup: scenes are written as one COG per band at native 10/20/60 m resolution (deflate, 512 px tiles by default,
@@ -178,9 +178,9 @@ def over_http(scene: SceneRef, root: Path, url: str) -> SceneRef:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chips", type=int, default=60)
-    ap.add_argument("--scenes", type=int, default=4)
-    ap.add_argument("--scene-km", type=float, default=12.0, help="scene width (real scenes: 109.8 km)")
-    ap.add_argument("--baseline-chips", type=int, default=12, help="chips timed for the whole-file baseline")
+    ap.add_argument("--scenes", type=int, default=2)
+    ap.add_argument("--scene-km", type=float, default=30.0, help="scene width (real scenes: 109.8 km)")
+    ap.add_argument("--baseline-chips", type=int, default=8, help="chips timed for the whole-file baseline")
     ap.add_argument("--blocksize", type=int, default=512, help="COG tile size (a window reads whole tiles)")
     ap.add_argument("--http-chips", type=int, default=10, help="chips read over HTTP to count bytes")
     args = ap.parse_args()

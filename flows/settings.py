@@ -212,4 +212,4 @@ def make_task_runner(execution: Execution) -> TaskRunner[Any]:
         return DaskTaskRunner(address=execution.dask_address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": execution.dask_workers,
                                           "threads_per_worker": execution.dask_threads_per_worker,
-                                          "processes": True, "dashboard_address": None})
+                                          "processes": True, "dashboard_address": ":0"})

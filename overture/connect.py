@@ -38,7 +38,10 @@ def connect(threads: int | None = None, database: str = ":memory:") -> duckdb.Du
     """An in-memory DuckDB connection with spatial loaded offline (no extension is ever downloaded)."""
     if threads is not None and threads < 1:
         raise ValueError(f"threads={threads}: give a positive number of DuckDB threads (or None for all cores)")
-    config = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": "false",
+        "autoload_known_extensions": "false",
+    }
     if threads is not None:
         config["threads"] = str(threads)
     con = duckdb.connect(database, config=config)

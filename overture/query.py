@@ -370,6 +370,7 @@ def _facts_from_hits(fps: list[_Footprint], size_m2: dict[str, float], hits: dic
         length = shapely.length(h.geom)
         polys = _polygonal(h.geom) if type_ in AREA_TYPES or type_ == "building" else None
         if type_ in AREA_TYPES:
+            assert polys is not None
             groups: dict[tuple, list] = defaultdict(list)
             for i, chip in enumerate(h.chip):
                 poly = polys[i]
@@ -380,6 +381,7 @@ def _facts_from_hits(fps: list[_Footprint], size_m2: dict[str, float], hits: dic
                 f = facts[chip]
                 f.classes.append(ClassArea(type_, sub, cls, a, min(a / f.footprint_m2, 1.0)))
         elif type_ == "building":
+            assert polys is not None
             bgroups: dict[str, list] = defaultdict(list)
             ids: dict[str, set] = defaultdict(set)
             for i, chip in enumerate(h.chip):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,10 +21,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _fatal_errors() -> tuple[type[BaseException], ...]:
     """Errors that end a command with one line instead of a traceback."""
-    from sentinel.stac import StacUnavailableError
-
     from overture.source import OvertureSourceError
     from pipeline.captioners.base import CaptionerError
+    from sentinel.stac import StacUnavailableError
 
     return (RunAborted, StacUnavailableError, OvertureSourceError, CaptionerError)
 
@@ -80,14 +78,13 @@ def caption_region(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Caption one region: chips from STAC, Overture facts, previews, captions, filters, Parquet shards."""
-    from sentinel.preview import PreviewConfig
-    from sentinel.read import ReadConfig
-    from sentinel.stac import StacConfig
-
     from overture.source import DEFAULT_RELEASE, OvertureSource
     from pipeline.config import CaptionerConfig, RunConfig
     from pipeline.execute import execute
     from pipeline.region import load_geojson, parse_bbox
+    from sentinel.preview import PreviewConfig
+    from sentinel.read import ReadConfig
+    from sentinel.stac import StacConfig
 
     if (bbox is None) == (geojson is None):
         raise InputError("give the region as exactly one of --bbox W,S,E,N or --geojson FILE")
@@ -145,4 +142,4 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentinel.preview import PreviewConfig
-from sentinel.read import ReadConfig
-from sentinel.stac import StacConfig
-
 from overture.source import OvertureSource
 from pipeline.errors import InputError
 from pipeline.filters import FilterConfig
 from pipeline.region import Region
 from sentinel.footprint import ChipLocation
+from sentinel.preview import PreviewConfig
+from sentinel.read import ReadConfig
+from sentinel.stac import StacConfig
 
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
 PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sentinel.stac import StacConfig
-from sentinel.stac_server import serve_stac
 from shapely.geometry import box
-from synthetic.demo import build_demo
 
 from overture.source import OvertureSource
 from pipeline.config import CaptionerConfig, RunConfig
 from pipeline.execute import execute
 from pipeline.region import Region
+from sentinel.stac import StacConfig
+from sentinel.stac_server import serve_stac
+from synthetic.demo import build_demo
 
 DEMO_SHARD_SIZE = 8
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sentinel.seasons import Season
-
 from pipeline.errors import InputError
 from pipeline.record import Sample
 from sentinel.footprint import ChipLocation
+from sentinel.seasons import Season
 
 PLAN_VERSION = 1
 

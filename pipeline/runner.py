@@ -18,9 +18,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sentinel.sampling import grid_locations
-from sentinel.seasons import season_windows
-
 from overture.connect import connect
 from pipeline import shards as shard_io
 from pipeline.captioners.base import Captioner
@@ -38,6 +35,8 @@ from pipeline.stages import (
     SearchStage,
     Stage,
 )
+from sentinel.sampling import grid_locations
+from sentinel.seasons import season_windows
 
 # statuses that point at infrastructure, not at the data: many of them in one shard stop the run
 INFRA_STATUSES = frozenset({"read_error", "facts_error", "caption_error", "error"})

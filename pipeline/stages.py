@@ -11,20 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import duckdb
-from overture.query import FactsError, chip_facts
-from overture.tags import tags_from_facts
-from sentinel.chipio import encode_geotiff
-from sentinel.preview import PreviewConfig, png_bytes, render_rgb
-from sentinel.read import ChipReadError, ReadConfig, read_best
-from sentinel.seasons import Season
-from sentinel.stac import StacConfig, StacUnavailableError, search_scenes
 
+from overture.query import FactsError, chip_facts
 from overture.source import OvertureSource
+from overture.tags import tags_from_facts
 from pipeline.captioners.base import Captioner, CaptionRequest
 from pipeline.errors import RunAborted
 from pipeline.filters import Filter, apply_filters
 from pipeline.record import Sample
+from sentinel.chipio import encode_geotiff
+from sentinel.preview import PreviewConfig, png_bytes, render_rgb
+from sentinel.read import ChipReadError, ReadConfig, read_best
 from sentinel.scl import scl_fractions
+from sentinel.seasons import Season
+from sentinel.stac import StacConfig, StacUnavailableError, search_scenes
 
 
 class Stage(Protocol):

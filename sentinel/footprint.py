@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-from pyproj import CRS, Transformer
 import shapely
+from pyproj import CRS, Transformer
 from shapely.geometry import Polygon, box
 
 SNAP_M = 60.0

@@ -183,8 +183,14 @@ def _transient(exc: APIError) -> bool:
     return code is None or code >= 500 or code == 429
 
 
-def _modifier(provider: str) -> Callable[[Any], None] | None:
-    if provider != "planetary-computer":
+def _needs_signing(cfg: StacConfig) -> bool:
+    """Planetary Computer blob hrefs need a SAS token; `auto` recognises the PC API by its host."""
+    return cfg.provider == "planetary-computer" or (
+        cfg.provider == "auto" and "planetarycomputer.microsoft.com" in cfg.url)
+
+
+def _modifier(cfg: StacConfig) -> Callable[[Any], None] | None:
+    if not _needs_signing(cfg):
         return None
     try:
         import planetary_computer
@@ -199,7 +205,7 @@ def _fetch_items(cfg: StacConfig, bbox: tuple[float, float, float, float], seaso
     for attempt in range(cfg.retries + 1):
         try:
             io = StacApiIO(timeout=cfg.timeout_s, max_retries=None)
-            client = Client.open(cfg.url, stac_io=io, modifier=_modifier(cfg.provider), timeout=cfg.timeout_s)
+            client = Client.open(cfg.url, stac_io=io, modifier=_modifier(cfg), timeout=cfg.timeout_s)
             search = client.search(collections=[cfg.collection], bbox=bbox, datetime=season.datetime_range,
                                    max_items=cfg.max_items, limit=min(cfg.page_size, cfg.max_items))
             return list(search.items_as_dicts())

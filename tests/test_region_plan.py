@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from sentinel.seasons import Season
 
 from pipeline.errors import InputError
 from pipeline.plan import load_plan, make_plan, save_or_check_plan
 from pipeline.region import load_geojson, parse_bbox
 from sentinel.footprint import ChipLocation
+from sentinel.seasons import Season
 
 
 @pytest.mark.parametrize(

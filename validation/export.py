@@ -37,6 +37,9 @@ from validation.ratings import RATINGS_DIR, SAMPLES_FILE
 STRATA: tuple[str, ...] = ("landcover", "season", "region", "location", "outcome")
 DEFAULT_STRATA: tuple[str, ...] = ("landcover", "season", "region", "outcome")
 IMAGES_DIR = "images"
+# Vegetation reflects 0.3-0.5 in the NIR: a visible-light range (0..3000 DN) would saturate most of a summer
+# chip, so with a fixed stretch B08 is shown over 0..vmax / NIR_SCALE (0..5000 DN by default).
+NIR_SCALE = 0.6
 _COLUMNS = [
     "id", "location_id", "season", "lon", "lat", "epsg", "datetime", "stac_item_id", "chip", "preview",
     "preview_params", "facts", "tags", "questions", "answers", "caption", "model", "prompt_version",
@@ -165,7 +168,8 @@ def preview_config(params: str | None) -> PreviewConfig:
 
 def false_colour_png(chip_tiff: bytes, preview_params: str | None = None, size: int | None = None) -> bytes:
     """B08/B04/B03 of a chip GeoTIFF as a PNG, rendered by `sentinel.preview` with the run's own stretch
-    (fixed range or percentiles, same gamma), resized to `size` (the RGB preview's side) when given.
+    (fixed range or percentiles, same gamma), resized to `size` (the RGB preview's side) when given. With a
+    fixed range, B08 is shown over a range 1/NIR_SCALE times as wide as the visible bands.
     Vegetation shows red, water dark, built-up areas cyan-grey."""
     from rasterio.io import MemoryFile
 
@@ -173,7 +177,11 @@ def false_colour_png(chip_tiff: bytes, preview_params: str | None = None, size: 
         if src.count != len(BAND_INDEX):
             raise ValueError(f"chip has {src.count} bands, expected {len(BAND_INDEX)}")
         data = src.read()
-    return png_bytes(render_rgb(data, preview_config(preview_params)), size=size)
+    cfg = preview_config(preview_params)
+    if cfg.stretch == "fixed":
+        data = data.astype(np.float32)
+        data[BAND_INDEX["B08"]] *= NIR_SCALE
+    return png_bytes(render_rgb(data, cfg), size=size)
 
 
 def _safe_name(sample_id: str) -> str:

@@ -12,6 +12,7 @@ from flowdemo import FACTS, SOURCES, assert_complete_run, demo_region
 def test_build_dataset_over_three_regions_with_dask(prefect_server: str, tmp_path: Path) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     from flows.build import build_dataset
 
@@ -32,6 +33,7 @@ def test_build_dataset_over_three_regions_with_dask(prefect_server: str, tmp_pat
         manifest = json.loads((run_dir / "manifest.json").read_text())
         assert manifest["sources"]["stac_url"] == region["stac_url"], "each region keeps its own endpoints"
     with get_client(sync_client=True) as client:
-        table = client.read_latest_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dataset-summary"])))
+        key = ArtifactFilterKey(any_=["dataset-summary"])
+        table = client.read_artifacts(artifact_filter=ArtifactFilter(key=key), limit=10,
+                                      sort=ArtifactSort.CREATED_DESC)
     assert [r["region"] for r in json.loads(table[0].data)] == ["alpha", "beta", "gamma"]

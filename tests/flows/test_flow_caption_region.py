@@ -29,12 +29,14 @@ def _task_runs(flow_run_id: UUID, expect: int) -> list[Any]:
     """The flow run's task runs as the server recorded them (task states arrive as events: wait for them)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
 
     deadline = time.monotonic() + 15
     while True:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=500,
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC)
         if (len(runs) >= expect and all(r.state and r.state.is_final() for r in runs)) \
                 or time.monotonic() > deadline:
             return runs
@@ -44,12 +46,13 @@ def _task_runs(flow_run_id: UUID, expect: int) -> list[Any]:
 def _artifact(key: str) -> Any:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
-        found = client.read_latest_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                      limit=50, sort=ArtifactSort.CREATED_DESC)
     assert found, f"no artifact {key!r}"
-    return found[0]
+    return max(found, key=lambda a: a.created)
 
 
 def test_demo_region_through_caption_region(prefect_server: str, tmp_path: Path) -> None:
@@ -71,7 +74,8 @@ def test_demo_region_through_caption_region(prefect_server: str, tmp_path: Path)
     run_dir = tmp_path / "runs" / "demo"
     rows = assert_complete_run(run_dir)
     direct = written_rows(tmp_path / "direct" / "demo")
-    key = lambda r: (r["id"], r["status"], r["caption"], r["keep"])  # noqa: E731
+    # `keep` may differ: near-duplicate detection is per worker in a flow (see docs/flows.md)
+    key = lambda r: (r["id"], r["status"], r["caption"])  # noqa: E731
     assert sorted(map(key, rows)) == sorted(map(key, direct)), "the flow writes what the CLI path writes"
     assert summary["rows written"] == len(rows) == summary["samples planned"]
     assert summary["captioned"] >= len(rows) // 2

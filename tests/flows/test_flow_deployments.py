@@ -55,7 +55,7 @@ def test_bad_parameters_fail_with_a_message_naming_the_input() -> None:
 def test_deployments_apply_to_a_server_and_a_run_can_be_triggered(prefect_server: str) -> None:
     from prefect import get_client
     from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
-    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
     from prefect.deployments import run_deployment
     from prefect.flows import load_flow_from_entrypoint
 
@@ -69,7 +69,8 @@ def test_deployments_apply_to_a_server_and_a_run_can_be_triggered(prefect_server
         runner_dep = flow.to_deployment(
             name=dep["name"], parameters=dep["parameters"], tags=dep["tags"], description=dep["description"],
             work_pool_name=dep["work_pool"]["name"], job_variables=dep["work_pool"]["job_variables"],
-            schedules=[s["schedule"] for s in schedules])
+            schedules=[DeploymentScheduleCreate(schedule=s["schedule"], active=s["active"])
+                       for s in schedules])
         runner_dep.apply()
     with get_client(sync_client=True) as client:
         stored = client.read_deployment_by_name("caption_region/caption-region")

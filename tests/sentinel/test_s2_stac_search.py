@@ -112,3 +112,12 @@ def test_serve_stac_errors(tmp_path, world: World) -> None:
             serve_stac(world.root / "collection.json", world.root / "items.ndjson", port=busy):
         pass
     assert httpx.get(world.url + "/", trust_env=False).json()["type"] == "Catalog"
+
+
+def test_only_planetary_computer_is_signed() -> None:
+    from sentinel.stac import _needs_signing
+
+    assert _needs_signing(StacConfig("https://planetarycomputer.microsoft.com/api/stac/v1"))
+    assert _needs_signing(StacConfig("http://127.0.0.1:1", provider="planetary-computer"))
+    assert not _needs_signing(StacConfig("https://earth-search.aws.element84.com/v1"))
+    assert not _needs_signing(StacConfig("http://127.0.0.1:1"))

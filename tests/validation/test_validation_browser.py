@@ -3,6 +3,8 @@ the ratings are on disk (scripts/setup_browser.sh installs chromium, chromium-dr
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -30,16 +32,27 @@ FLAGS = [
 ]
 
 
+def _have() -> tuple[str | None, str | None, bool]:
+    importlib.invalidate_caches()
+    return (
+        shutil.which("chromium"),
+        shutil.which("chromedriver"),
+        importlib.util.find_spec("selenium") is not None,
+    )
+
+
 def _browser() -> tuple[str, str]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
+    chromium, driver, selenium = _have()
+    if not (chromium and driver and selenium):
         subprocess.run(["bash", str(ROOT / "scripts" / "setup_browser.sh")], capture_output=True, timeout=300)
-        chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+        chromium, driver, selenium = _have()
     if not (chromium and driver):
         pytest.skip(
             "Chromium/chromedriver not installed and scripts/setup_browser.sh could not install them "
             "(needs root and apt-get)"
         )
+    if not selenium:
+        pytest.skip("selenium is not installed and scripts/setup_browser.sh could not install it (pip)")
     return chromium, driver
 
 

@@ -3,6 +3,7 @@ rated through the store the server uses, and reported."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from PIL import Image
 
 from pipeline.shards import read_shards
 from sentinel.bands import BAND_INDEX
-from validation.export import export_validation
+from validation.export import NIR_SCALE, export_validation, false_colour_png
 from validation.ratings import RatingStore
 from validation.report import compute_report, validation_report
 
@@ -32,7 +33,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_export_rate_report_on_the_demo_run(demo_run: Path, tmp_path: Path) -> None:
-    table = read_shards(demo_run, columns=["id", "status", "chip", "keep"])
+    table = read_shards(demo_run, columns=["id", "status", "chip", "preview_params", "keep"])
     ok = [r for r in table.to_pylist() if r["status"] == "ok"]
     assert ok, "the demo run has ok rows"
     folder = export_validation(demo_run, tmp_path / "val", n=6, seed=1)
@@ -42,19 +43,25 @@ def test_export_rate_report_on_the_demo_run(demo_run: Path, tmp_path: Path) -> N
     assert manifest["sources"] and not manifest["problems"]
     assert {s["id"] for s in samples} <= {r["id"] for r in ok}
 
-    # the false-colour preview follows B08 of the real chip: its red channel ranks pixels like B08 does
+    # the false-colour preview follows B08 of the real chip: its red channel tracks B08
     first = samples[0]
     chip = next(r["chip"] for r in ok if r["id"] == first["id"])
     with rasterio.MemoryFile(chip) as mem, mem.open() as src:
         b08 = src.read(BAND_INDEX["B08"] + 1).astype(float)
-    with (
-        Image.open(folder / first["images"]["false_colour"]) as fcc,
-        Image.open(folder / first["images"]["rgb"]) as rgb,
-    ):
-        assert fcc.size == rgb.size  # resized like the RGB preview (336 px for the captioner)
-        red = np.asarray(fcc.resize(b08.shape[::-1], Image.Resampling.BILINEAR))[..., 0].astype(float)
-    assert b08.std() > 0 and red.std() > 0
-    assert np.corrcoef(b08.ravel(), red.ravel())[0, 1] > 0.8
+    params = next(r["preview_params"] for r in ok if r["id"] == first["id"])
+    with Image.open(folder / first["images"]["rgb"]) as rgb:
+        side = rgb.size[0]  # the false colour is resized like the RGB preview (336 px for the captioner)
+    assert (folder / first["images"]["false_colour"]).read_bytes() == false_colour_png(
+        chip, params, size=side
+    )
+    red = np.asarray(Image.open(io.BytesIO(false_colour_png(chip, params))))[..., 0].astype(float)
+    cfg = json.loads(params)
+    assert cfg["stretch"] == "fixed"
+    scaled = (
+        np.clip((b08 * NIR_SCALE - cfg["vmin"]) / (cfg["vmax"] - cfg["vmin"]), 0, 1) ** cfg["gamma"] * 255
+    )
+    assert red.shape == b08.shape and red.std() > 0
+    assert np.mean(np.abs(red - np.round(scaled)) <= 1) > 0.99  # nodata pixels (all bands 0) are black
 
     store = RatingStore(folder)
     for i, s in enumerate(samples):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BAND_VALUES
 from PIL import Image
+from vfixtures import BAND_VALUES, chip_tiff
 
 from pipeline.errors import InputError
 from sentinel.preview import PreviewConfig
@@ -95,14 +95,14 @@ def test_allocate_is_proportional_and_capped() -> None:
 
 
 def test_false_colour_puts_nir_in_red_with_the_runs_stretch() -> None:
-    from conftest import chip_tiff
 
     png = false_colour_png(chip_tiff("forest"), '{"stretch": [0, 3000]}')
     rgb = np.asarray(Image.open(io.BytesIO(png)))
     assert rgb.shape == (16, 16, 3)
     b08, b04, b03 = (BAND_VALUES["forest"][i] for i in (7, 3, 2))
-    right = rgb[0, -1]  # the right half holds the full values; 0..3000 -> 0..1, gamma 1/1.8, 0..255
-    assert tuple(right) == tuple(round(min(v / 3000, 1) ** (1 / 1.8) * 255) for v in (b08, b04, b03))
+    right = rgb[0, -1]  # the right half holds the full values; 0..3000 (B08 0..5000) -> 0..1, gamma 1/1.8
+    expected = [round(min(v / d, 1) ** (1 / 1.8) * 255) for v, d in ((b08, 5000), (b04, 3000), (b03, 3000))]
+    assert list(right) == expected
     assert right[0] > right[1] and right[0] > right[2]  # vegetation is red in B08/B04/B03
     params = PreviewConfig(stretch="percentile", gamma=1.0).to_json()
     pct = np.asarray(Image.open(io.BytesIO(false_colour_png(chip_tiff("forest"), params, size=32))))
