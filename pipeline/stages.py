@@ -59,14 +59,18 @@ class SearchStage:
                 found = search_scenes(self.cfg, list(locations.values()), season)
             except StacUnavailableError as exc:
                 raise RunAborted(str(exc)) from None
+            problems = getattr(found, "problems", {})
             for s in group:
                 s.scenes = list(found.get(s.location_id, []))
-                if not s.scenes:
+                if s.scenes:
+                    counts["found"] += 1
+                elif problems.get(s.location_id):  # items cover the chip but none is usable (e.g. a band missing)
+                    s.fail("read_error", "; ".join(problems[s.location_id]))
+                    counts["read_error"] += 1
+                else:
                     s.fail("no_scene", f"no {self.cfg.collection} item with cloud cover <= "
                                        f"{self.cfg.max_cloud_cover:g} % covers the chip in {name} ({start}..{end})")
                     counts["no_scene"] += 1
-                else:
-                    counts["found"] += 1
         return counts
 
 

@@ -98,6 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         url = urlparse(self.path)
+        origin = self.headers.get("Origin")
+        if origin and urlparse(origin).netloc != self.headers.get("Host"):
+            # another web site open in the rater's browser must not write ratings (cross-site POST)
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"cross-origin request from {origin} refused"})
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:

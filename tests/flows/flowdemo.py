@@ -60,3 +60,21 @@ def assert_complete_run(run_dir: Path) -> list[dict[str, Any]]:
     assert not [p for p in (run_dir / "shards").iterdir() if ".tmp" in p.name], "no temporaries left"
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
     return rows
+
+
+def latest_artifact(key: str) -> Any:
+    """The newest artifact with this key on the current Prefect server."""
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                               sort=ArtifactSort.CREATED_DESC, limit=10)
+
+    found = asyncio.run(read())
+    assert found, f"no artifact {key!r}"
+    return found[0]

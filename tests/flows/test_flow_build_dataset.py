@@ -6,14 +6,10 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
-from flowdemo import FACTS, SOURCES, assert_complete_run, demo_region
+from flowdemo import FACTS, SOURCES, assert_complete_run, demo_region, latest_artifact
 
 
 def test_build_dataset_over_three_regions_with_dask(prefect_server: str, tmp_path: Path) -> None:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-
     from flows.build import build_dataset
 
     with ExitStack() as stack:
@@ -32,8 +28,5 @@ def test_build_dataset_over_three_regions_with_dask(prefect_server: str, tmp_pat
         assert s["rows written"] == len(rows) == 4 * len(region["locations"])
         manifest = json.loads((run_dir / "manifest.json").read_text())
         assert manifest["sources"]["stac_url"] == region["stac_url"], "each region keeps its own endpoints"
-    with get_client(sync_client=True) as client:
-        key = ArtifactFilterKey(any_=["dataset-summary"])
-        table = client.read_artifacts(artifact_filter=ArtifactFilter(key=key), limit=10,
-                                      sort=ArtifactSort.CREATED_DESC)
-    assert [r["region"] for r in json.loads(table[0].data)] == ["alpha", "beta", "gamma"]
+    table = latest_artifact("dataset-summary")
+    assert [r["region"] for r in json.loads(table.data)] == ["alpha", "beta", "gamma"]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
-from flowdemo import FACTS, SOURCES, assert_complete_run, demo_region, written_rows
+from flowdemo import FACTS, SOURCES, assert_complete_run, demo_region, latest_artifact, written_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,24 +35,12 @@ def _task_runs(flow_run_id: UUID, expect: int) -> list[Any]:
     while True:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=500,
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200,
                 sort=TaskRunSort.EXPECTED_START_TIME_ASC)
         if (len(runs) >= expect and all(r.state and r.state.is_final() for r in runs)) \
                 or time.monotonic() > deadline:
             return runs
         time.sleep(0.2)
-
-
-def _artifact(key: str) -> Any:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                      limit=50, sort=ArtifactSort.CREATED_DESC)
-    assert found, f"no artifact {key!r}"
-    return max(found, key=lambda a: a.created)
 
 
 def test_demo_region_through_caption_region(prefect_server: str, tmp_path: Path) -> None:
@@ -87,10 +75,10 @@ def test_demo_region_through_caption_region(prefect_server: str, tmp_path: Path)
     assert all(r.state.is_completed() for r in runs)
     assert all("captioner" in r.tags for r in runs if r.name.startswith("caption"))
 
-    table = _artifact("demo-summary")
+    table = latest_artifact("demo-summary")
     assert json.loads(table.data)[0]["rows written"] == len(rows)
-    assert "| ok |" in _artifact("demo-stats").data
-    assert _artifact("demo-progress").data == pytest.approx(100.0)
+    assert "| ok |" in latest_artifact("demo-stats").data
+    assert latest_artifact("demo-progress").data == pytest.approx(100.0)
 
 
 class _FlakyProxy(ThreadingHTTPServer):

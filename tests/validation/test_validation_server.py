@@ -106,6 +106,15 @@ def test_bad_answers_are_refused_and_nothing_is_written(server: RatingServer, ex
     for body, message in cases:
         code, reply = post(server, "/api/rating", body)
         assert code == 400 and message in reply["error"]
+    req = urllib.request.Request(
+        server.url + "api/rating",
+        data=json.dumps({"sample_id": sid, "completeness": "Good"}).encode(),
+        method="POST",
+        headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=5)
+    assert info.value.code == 403
     assert not (exported / "ratings" / "alice.json").exists()
 
 
