@@ -137,6 +137,49 @@ def stats(run: Path = typer.Argument(..., help="A run folder.")) -> None:
     print_stats(run)
 
 
+@app.command("export-validation")
+@one_line_errors
+def export_validation_cmd(
+    run: Path = typer.Argument(..., help="A run folder (shards/ and manifest.json)."),
+    out: Path | None = typer.Option(None, help="Folder to create (default: RUN-validation beside the run)."),
+    n: int = typer.Option(200, help="Samples to export."),
+    strata: str = typer.Option("landcover,season,region,outcome",
+                               help="Comma list of landcover, season, region, location, outcome."),
+    seed: int = typer.Option(0, help="Seed of the draw (same seed, same sample)."),
+) -> None:
+    """Export a reproducible stratified sample of ok rows (previews, false colour, captions, Q&A) for rating."""
+    from validation.export import export_validation
+
+    folder = export_validation(run, out or run.with_name(run.name + "-validation"), n=n, strata=strata, seed=seed)
+    err.print(f"exported to {folder}; rate with: s2cap rate {folder} --rater NAME")
+
+
+@app.command("rate")
+@one_line_errors
+def rate(
+    folder: Path = typer.Argument(..., help="A folder written by `s2cap export-validation`."),
+    rater: str = typer.Option(..., help="Your name; answers go to FOLDER/ratings/<rater>.json."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (keep it local)."),
+    port: int = typer.Option(8765, help="Port to listen on."),
+) -> None:
+    """Serve the rating page: completeness, hallucinated words, comments; every answer saved at once."""
+    from validation.server import serve_rating
+
+    serve_rating(folder, host=host, port=port, rater=rater)
+
+
+@app.command("validation-report")
+@one_line_errors
+def validation_report_cmd(
+    folder: Path = typer.Argument(..., help="A rated validation folder."),
+    out: Path | None = typer.Option(None, help="Report folder (default: FOLDER/report)."),
+) -> None:
+    """Distributions, inter-rater agreement and filters vs experts as report.md with PNG charts."""
+    from validation.report import validation_report
+
+    err.print(f"report: {validation_report(folder, out)}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="s2cap")
 
