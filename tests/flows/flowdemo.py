@@ -63,18 +63,15 @@ def assert_complete_run(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def latest_artifact(key: str) -> Any:
-    """The newest artifact with this key on the current Prefect server."""
-    import asyncio
-
+    """The newest artifact with this key on the current Prefect server (every filter given explicitly: the
+    3.8.8 client sends nulls the server rejects)."""
     from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
     from prefect.client.schemas.sorting import ArtifactSort
 
-    async def read() -> list[Any]:
-        async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                               sort=ArtifactSort.CREATED_DESC, limit=10)
-
-    found = asyncio.run(read())
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                      flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(),
+                                      sort=ArtifactSort.CREATED_DESC, limit=10, offset=0)
     assert found, f"no artifact {key!r}"
     return found[0]
