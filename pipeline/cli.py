@@ -78,17 +78,28 @@ def caption_region(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Caption one region: chips from STAC, Overture facts, previews, captions, filters, Parquet shards."""
+    import shapely
+
     from overture.source import DEFAULT_RELEASE, OvertureSource
     from pipeline.config import CaptionerConfig, RunConfig
     from pipeline.execute import execute
-    from pipeline.region import load_geojson, parse_bbox
+    from pipeline.plan import load_plan
+    from pipeline.region import Region, load_geojson, parse_bbox
     from sentinel.preview import PreviewConfig
     from sentinel.read import ReadConfig
     from sentinel.stac import StacConfig
 
-    if (bbox is None) == (geojson is None):
-        raise InputError("give the region as exactly one of --bbox W,S,E,N or --geojson FILE")
-    region = parse_bbox(bbox) if bbox is not None else load_geojson(geojson)  # type: ignore[arg-type]
+    stored = None
+    if bbox is None and geojson is None and (out / "plan.json").exists():
+        stored = load_plan(out)  # a plan written by `s2cap plan` (or an earlier run): execute / resume it
+        region = Region(shapely.union_all([c.lonlat_polygon for c in stored.locations]).envelope,
+                        f"stored plan {stored.fingerprint()}")
+        start, end = stored.seasons[0].start.isoformat(), stored.seasons[-1].end.isoformat()
+    elif (bbox is None) == (geojson is None):
+        raise InputError("give the region as exactly one of --bbox W,S,E,N or --geojson FILE (or an --out "
+                         "folder holding a plan.json written by `s2cap plan`)")
+    else:
+        region = parse_bbox(bbox) if bbox is not None else load_geojson(geojson)  # type: ignore[arg-type]
     if overture_path is not None:
         source = OvertureSource.local(overture_path, overture_release or f"local:{overture_path.name}")
     else:
@@ -102,11 +113,39 @@ def caption_region(
             captioner=CaptionerConfig(kind=captioner, urls=list(vllm_url), model=model,
                                       prompt_version=prompt_version, max_in_flight=max_in_flight,
                                       cache=not no_cache),
-            shard_size=shard_size,
+            shard_size=stored.shard_size if stored else shard_size, plan=stored,
         )
     except ValueError as exc:  # the configs validate themselves with messages that name the option
         raise InputError(str(exc)) from None
     execute(cfg, err, progress=not quiet)
+
+
+@app.command()
+@one_line_errors
+def plan(
+    spec: Path = typer.Option(..., help="Sampling spec (YAML/JSON): gaussian around cities or a grid; see docs/scale.md."),
+    out: Path = typer.Option(..., help="Run folder to write plan.json and estimate.json into."),
+    captions_per_gpu_hour: float = typer.Option(1000.0, help="Measured caption-chain throughput of one GPU."),
+    gpus: int = typer.Option(1, help="GPUs serving the captioner."),
+    cores: int = typer.Option(16, help="CPU cores for search, read and preview."),
+    read_mb: float = typer.Option(6.1, help="MB read per sample (bench_sentinel measures it)."),
+) -> None:
+    """Write a deterministic work plan (locations x seasons in shards) and print what it will cost.
+    Then run it with `s2cap caption-region --out RUN ...` (no region: the stored plan is the region)."""
+    from rich.table import Table
+
+    from pipeline.planning import CostModel, load_spec, write_plan
+
+    est = write_plan(load_spec(spec), out, CostModel(captions_per_gpu_hour=captions_per_gpu_hour, gpus=gpus,
+                                                      cores=cores, read_mb_per_sample=read_mb))
+    table = Table(title=f"plan {out}")
+    table.add_column("")
+    table.add_column("estimate", justify="right")
+    for key in ("samples", "locations", "shards", "read_gb", "overture_rows", "model_calls", "prompt_tokens",
+                "completion_tokens", "gpu_hours", "wall_hours_on_gpus", "cpu_hours_chip_work",
+                "wall_hours_cpu_on_cores"):
+        table.add_row(key.replace("_", " "), f"{est[key]:,}")
+    Console().print(table)
 
 
 @app.command()

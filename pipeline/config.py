@@ -11,6 +11,7 @@ from typing import Any
 from overture.source import OvertureSource
 from pipeline.errors import InputError
 from pipeline.filters import FilterConfig
+from pipeline.plan import Plan
 from pipeline.region import Region
 from sentinel.footprint import ChipLocation
 from sentinel.preview import PreviewConfig
@@ -55,8 +56,10 @@ class RunConfig:
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
     shard_size: int = 64
-    # explicit chip locations (a sampling plan or the demo world) instead of a grid over the region
+    # explicit chip locations (the demo world) instead of a grid over the region
     locations: list[ChipLocation] | None = None
+    # a stored work plan (from `s2cap plan`): its locations and seasons win over region, time range and seasons
+    plan: Plan | None = None
     # a shard in which more than this share of samples fail for infrastructure reasons stops the run
     max_failure_rate: float = 0.5
 
@@ -75,6 +78,8 @@ class RunConfig:
         def conv(v: Any) -> Any:
             if isinstance(v, ChipLocation):
                 return v.location_id
+            if isinstance(v, Plan):
+                return {"fingerprint": v.fingerprint(), "samples": v.n_samples}
             if isinstance(v, Region):
                 return {"label": v.label, "bbox": list(v.bbox), "wkt": v.geometry.wkt}
             if dataclasses.is_dataclass(v) and not isinstance(v, type):

@@ -44,6 +44,8 @@ MIN_FAILURES_TO_ABORT = 4
 
 
 def build_plan(cfg: RunConfig) -> Plan:
+    if cfg.plan is not None:
+        return cfg.plan
     if cfg.locations is not None:
         return make_plan(list(cfg.locations), season_windows(cfg.start, cfg.end, cfg.season_rule), cfg.shard_size)
     locations = grid_locations(cfg.region.bbox, spacing_m=cfg.spacing_m)

@@ -62,16 +62,15 @@ def assert_complete_run(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def latest_artifact(key: str) -> Any:
-    """The newest artifact with this key on the current Prefect server (every filter given explicitly: the
-    3.8.8 client sends nulls the server rejects)."""
+def latest_artifact(key: str) -> dict[str, Any]:
+    """The newest artifact with this key on the current Prefect server, via the REST API (the 3.8.8 client's
+    read_artifacts sends null filters that the server rejects)."""
     from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
-    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                      flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(),
-                                      sort=ArtifactSort.CREATED_DESC, limit=10, offset=0)
+        body = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 10, "offset": 0}
+        resp = client._client.post("/artifacts/filter", json=body)
+    resp.raise_for_status()
+    found = resp.json()
     assert found, f"no artifact {key!r}"
     return found[0]

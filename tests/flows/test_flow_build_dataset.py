@@ -29,4 +29,4 @@ def test_build_dataset_over_three_regions_with_dask(prefect_server: str, tmp_pat
         manifest = json.loads((run_dir / "manifest.json").read_text())
         assert manifest["sources"]["stac_url"] == region["stac_url"], "each region keeps its own endpoints"
     table = latest_artifact("dataset-summary")
-    assert [r["region"] for r in json.loads(table.data)] == ["alpha", "beta", "gamma"]
+    assert [r["region"] for r in json.loads(table["data"])] == ["alpha", "beta", "gamma"]

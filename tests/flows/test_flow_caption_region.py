@@ -76,9 +76,9 @@ def test_demo_region_through_caption_region(prefect_server: str, tmp_path: Path)
     assert all("captioner" in r.tags for r in runs if r.name.startswith("caption"))
 
     table = latest_artifact("demo-summary")
-    assert json.loads(table.data)[0]["rows written"] == len(rows)
-    assert "| ok |" in latest_artifact("demo-stats").data
-    assert latest_artifact("demo-progress").data == pytest.approx(100.0)
+    assert json.loads(table["data"])[0]["rows written"] == len(rows)
+    assert "| ok |" in latest_artifact("demo-stats")["data"]
+    assert latest_artifact("demo-progress")["data"] == pytest.approx(100.0)
 
 
 class _FlakyProxy(ThreadingHTTPServer):
