@@ -123,7 +123,7 @@ def caption_region(
 @app.command()
 @one_line_errors
 def plan(
-    spec: Path = typer.Option(..., help="Sampling spec (YAML/JSON): gaussian around cities or a grid; see docs/scale.md."),
+    spec: Path = typer.Option(..., help="Sampling spec (YAML/JSON): gaussian around cities or a grid."),
     out: Path = typer.Option(..., help="Run folder to write plan.json and estimate.json into."),
     captions_per_gpu_hour: float = typer.Option(1000.0, help="Measured caption-chain throughput of one GPU."),
     gpus: int = typer.Option(1, help="GPUs serving the captioner."),
