@@ -11,7 +11,7 @@ Both pay the same per-run costs (plan, Run.open, finish); the difference is what
 three task runs per shard, artifacts and the worker `Run` opened once. Fixed costs and per-shard costs are
 separated by running two plan sizes; the projection to 1,000 chips uses the measured per-shard cost.
 
-    python bench/bench_flows.py            # 4x3 chips x 4 seasons = 48 samples, ~1 min
+    python bench/bench_flows.py            # 4x2 chips x 4 seasons = 32 samples, ~1 min
     python bench/bench_flows.py --chips-x 8 --chips-y 6
 """
 
@@ -57,7 +57,7 @@ def _flow(region: dict[str, Any], out: Path, shard_size: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chips-x", type=int, default=4)
-    ap.add_argument("--chips-y", type=int, default=3)
+    ap.add_argument("--chips-y", type=int, default=2)
     ap.add_argument("--shard-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
