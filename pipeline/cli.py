@@ -125,7 +125,7 @@ def caption_region(
 def plan(
     spec: Path = typer.Option(..., help="Sampling spec (YAML/JSON): gaussian around cities or a grid."),
     out: Path = typer.Option(..., help="Run folder to write plan.json and estimate.json into."),
-    captions_per_gpu_hour: float = typer.Option(1000.0, help="Measured caption-chain throughput of one GPU."),
+    captions_per_gpu_hour: float = typer.Option(5600.0, help="Caption chains per GPU-hour (docs/gpu-throughput.md)."),
     gpus: int = typer.Option(1, help="GPUs serving the captioner."),
     cores: int = typer.Option(16, help="CPU cores for search, read and preview."),
     read_mb: float = typer.Option(6.1, help="MB read per sample (bench_sentinel measures it)."),

@@ -101,12 +101,15 @@ class CostModel:
     read_mb_per_sample: float = 6.1
     # bench/bench_overture.py: rows the batched query scans per chip on a dense synthetic region
     overture_rows_per_location: float = 199.0
-    # prompts/v1: 5 model calls per sample (questions, 3 answers, caption); completion budgets 256 + 3*96 + 160
+    # prompts/v1: 5 model calls per sample (questions, 3 answers, caption); realistic reply lengths measured in
+    # bench/bench_gpu_caption.py are 60 + 3 x 40 + 80 tokens (the v1 budgets allow up to 704)
     calls_per_sample: int = 5
-    completion_tokens_per_sample: float = 704.0
-    # image tokens of a 336 px preview under LLaVA-Next anyres (~3 x 576) plus the rendered text, per call
-    prompt_tokens_per_call: float = 2000.0
-    captions_per_gpu_hour: float = 1000.0  # replace with your measured rate (docs/gpu-throughput.md)
+    completion_tokens_per_sample: float = 260.0
+    # 1,176 image tokens (LLaVA-Next anyres, 264-336 px preview) + ~70-270 text tokens per call (bench_gpu_caption)
+    prompt_tokens_per_call: float = 1350.0
+    # docs/gpu-throughput.md: transformers, batch 64, one H100, llama3-llava-next-8b architecture. vLLM should do
+    # better (continuous batching, prefix caching of the image across the 5 calls): treat this as a lower bound.
+    captions_per_gpu_hour: float = 5600.0
     gpus: int = 1
     cpu_samples_per_core_second: float = 3.6  # bench_sentinel: search + read + preview per core
     cores: int = 16
