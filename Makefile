@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= outputs/demo
-EXTRAS := flows,dev,transformers
+EXTRAS := flows,dev,transformers,train
 
 ifdef SKIP_VLLM
 PYTEST_MARK := -m "not vllm"

@@ -219,6 +219,85 @@ def validation_report_cmd(
     err.print(f"report: {validation_report(folder, out)}")
 
 
+clip_app = typer.Typer(help="Fine-tune and evaluate a multispectral CLIP (needs the `train` extra).",
+                       no_args_is_help=True)
+app.add_typer(clip_app, name="clip")
+
+
+def _training_cli() -> Any:
+    try:
+        import training.cli as tc
+    except ImportError as e:
+        raise InputError(f"training needs torch and open_clip ({e}): pip install -e '.[train]'") from None
+    return tc
+
+
+@clip_app.command("band-stats")
+@one_line_errors
+def clip_band_stats(runs: list[Path] = typer.Argument(..., help="Run folders."),
+                    out: Path | None = typer.Option(None, help="JSON file (default RUN/band_stats.json)."),
+                    all_rows: bool = typer.Option(False, help="Also rows the filters dropped.")) -> None:
+    """Per-band mean/std over valid pixels of the kept chips."""
+    typer.echo(_training_cli().band_stats_command(runs, out, all_rows))
+
+
+@clip_app.command("train")
+@one_line_errors
+def clip_train(runs: list[Path] = typer.Argument(..., help="Run folders with shards/."),
+               out: Path = typer.Option(..., help="Training folder (checkpoints, loss.jsonl)."),
+               model: str = typer.Option("ViT-B-16", help="OpenCLIP model name, or 'tiny'."),
+               pretrained: str | None = typer.Option(None, help="OpenCLIP tag (online), local .pt, or checkpoint."),
+               bands: str = typer.Option("seed10", help="'seed10', 'all12' or comma-separated band names."),
+               stats: Path | None = typer.Option(None, help="Band statistics JSON (computed when absent)."),
+               batch_size: int = typer.Option(32), accum_steps: int = typer.Option(1),
+               max_steps: int = typer.Option(1000), lr: float = typer.Option(1e-5),
+               patch_lr: float = typer.Option(1e-4), warmup_steps: int = typer.Option(100),
+               weight_decay: float = typer.Option(0.1), num_workers: int = typer.Option(0),
+               seed: int = typer.Option(0), device: str = typer.Option("auto"),
+               precision: str = typer.Option("auto", help="auto (bf16 on CUDA), bf16 or fp32."),
+               checkpoint_every: int = typer.Option(100), keep_every: int = typer.Option(0),
+               resume: bool = typer.Option(True, help="Continue from OUT/last.pt when present."),
+               quiet: bool = typer.Option(False, help="No progress bar.")) -> None:
+    """Fine-tune a CLIP with the patch embedding widened to the Sentinel-2 bands."""
+    typer.echo(_training_cli().train_command(
+        runs, out, model, pretrained, bands, stats, batch_size, accum_steps, max_steps, lr, patch_lr,
+        warmup_steps, weight_decay, num_workers, seed, device, precision, checkpoint_every, keep_every,
+        resume, not quiet))
+
+
+@clip_app.command("evaluate")
+@one_line_errors
+def clip_evaluate(checkpoints: list[Path] = typer.Argument(..., help="Checkpoints (.pt) to compare."),
+                  out: Path = typer.Option(Path("clip-report.md"), help="Markdown report (.json beside it)."),
+                  image_folder: Path | None = typer.Option(None, help="ROOT/<class>/*.tif for zero-shot."),
+                  run: list[Path] = typer.Option([], help="Run folder(s) for retrieval mAP@k."),
+                  k: int = typer.Option(100),
+                  band_order: str | None = typer.Option(
+                      None, help="Band names of the ImageFolder files, comma-separated (default: by band count).")
+                  ) -> None:
+    """Zero-shot accuracy and retrieval mAP@k of checkpoints, as a Markdown report."""
+    _training_cli().evaluate_command(checkpoints, out, image_folder, run, k, band_order)
+    typer.echo(out)
+
+
+@clip_app.command("export-webdataset")
+@one_line_errors
+def clip_export_webdataset(runs: list[Path] = typer.Argument(...), out: Path = typer.Option(...),
+                           samples_per_tar: int = typer.Option(1000), fmt: str = typer.Option("tif"),
+                           bands: str = typer.Option("all12")) -> None:
+    """WebDataset tars (<key>.tif|.npy + .txt) for open_clip's own trainer."""
+    tc = _training_cli()
+    typer.echo(tc.describe(tc.export_webdataset_command(runs, out, samples_per_tar, fmt, bands)))
+
+
+@clip_app.command("check-widening")
+@one_line_errors
+def clip_check_widening(model: str = typer.Option("tiny"), bands: str = typer.Option("seed10")) -> None:
+    """Prove the widened model equals the RGB model on RGB-only input."""
+    tc = _training_cli()
+    typer.echo(tc.describe(tc.check_widening_command(model, bands)))
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="s2cap")
 
