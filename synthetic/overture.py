@@ -17,19 +17,11 @@ import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS, Transformer
 
+from overture.source import FACT_TYPES
 from synthetic.world import Feature, World
 
 # Every (theme, type) the facts query reads is written, empty if the world has none, so globs always match.
-TYPES: tuple[tuple[str, str], ...] = (
-    ("base", "land_use"),
-    ("base", "land_cover"),
-    ("base", "water"),
-    ("base", "land"),
-    ("base", "infrastructure"),
-    ("buildings", "building"),
-    ("places", "place"),
-    ("transportation", "segment"),
-)
+TYPES: tuple[tuple[str, str], ...] = FACT_TYPES
 ROW_GROUP_SIZE = 2000
 
 _BBOX = pa.struct([("xmin", pa.float32()), ("ymin", pa.float32()), ("xmax", pa.float32()), ("ymax", pa.float32())])
