@@ -43,22 +43,10 @@ sys.path.insert(0, str(REPO))
 
 from overture.model import ClassArea, Facts, NamedFeature, RoadLength  # noqa: E402
 from pipeline.captioners.base import CaptionRequest  # noqa: E402
+from pipeline.captioners.tiny_model import CHAT_TEMPLATE, IMAGE_TOKEN, SPECIAL_TOKENS  # noqa: E402
 from prompts import load_prompts  # noqa: E402
 
 MODEL_ID = "llava-hf/llama3-llava-next-8b-hf"
-IMAGE_TOKEN = "<image>"
-SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                  "<|eot_id|>", IMAGE_TOKEN, "<pad>"]
-# The llava-hf llama3-llava-next-8b-hf chat template (also taking plain-string system content).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}"
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] + '<|eot_id|>' }}{% else %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{{ content['text'] + '<|eot_id|>' }}{% endfor %}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-)
 PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
