@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rasterio.io import MemoryFile
 
 from sentinel.bands import BAND_NAMES
-from sentinel.read import Chip
+
+if TYPE_CHECKING:  # decoding chips (training, validation) must not need the STAC stack
+    from sentinel.read import Chip
 
 SCALE = 0.0001  # reflectance = DN * SCALE (after harmonization)
 
