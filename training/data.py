@@ -266,6 +266,11 @@ def real_batches(batches: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield b
 
 
+# DataLoader workers start from a fresh interpreter (forkserver), not a fork of this process: a fork of a process
+# that runs threads (a Prefect server, DuckDB, an HTTP client) can die in the child.
+WORKER_CONTEXT = "forkserver"
+
+
 class ShardDataset(IterableDataset):
     """Batches {"image": (B, C, S, S) float32, "text": (B, L) int64, "id": [str]} from the kept rows of
     shards."""

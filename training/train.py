@@ -27,7 +27,15 @@ from tqdm import tqdm
 
 from pipeline.errors import InputError
 from pipeline.shards import write_text_atomic
-from training.data import STATS_FILE, BandStats, ShardDataset, compute_band_stats, real_batches, resolve_bands
+from training.data import (
+    STATS_FILE,
+    WORKER_CONTEXT,
+    BandStats,
+    ShardDataset,
+    compute_band_stats,
+    real_batches,
+    resolve_bands,
+)
 from training.model import (
     S2CAP_CHECKPOINT_KEY,
     build_model,
@@ -276,6 +284,7 @@ def train(config: TrainConfig) -> Path:
         num_workers=cfg.num_workers,
         persistent_workers=False,
         pin_memory=device.type == "cuda",
+        multiprocessing_context=WORKER_CONTEXT if cfg.num_workers else None,
     )
     loss_fn = ClipLoss()
 

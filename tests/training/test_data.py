@@ -19,6 +19,7 @@ from sentinel.chipio import decode_geotiff
 from training.data import (
     ALL_BANDS,
     SEED_BANDS,
+    WORKER_CONTEXT,
     BandStats,
     ShardDataset,
     chip_tensor,
@@ -117,7 +118,8 @@ def test_workers_split_shards_and_skip_resumes_exactly(
     ds = ShardDataset(
         demo_run, tok, band_stats, SEED_BANDS, image_size=16, batch_size=3, seed=3, num_workers=workers
     )
-    loader = DataLoader(ds, batch_size=None, num_workers=workers)
+    loader = DataLoader(ds, batch_size=None, num_workers=workers,
+                        multiprocessing_context=WORKER_CONTEXT if workers else None)
     full = [b["id"] for b in loader]
     flat = [i for ids in full for i in ids]
     assert sorted(flat) == sorted(kept(demo_run)) and len(flat) == len(set(flat))
