@@ -304,6 +304,9 @@ def to_utm(geoms: np.ndarray, crs: np.ndarray) -> np.ndarray:
 # -- measuring ----------------------------------------------------------------------------------------------------
 
 
+UNION_GRID_M = 0.01
+
+
 def union_area(geoms: Sequence[BaseGeometry]) -> float:
     """Area covered by polygons, overlaps counted once (only the overlapping ones are unioned)."""
     geoms = [g for g in geoms if g is not None and not g.is_empty]
@@ -312,13 +315,21 @@ def union_area(geoms: Sequence[BaseGeometry]) -> float:
     if len(geoms) == 1:
         return float(geoms[0].area)
     arr = np.asarray(geoms, dtype=object)
+    bad = ~shapely.is_valid(arr)
+    if bad.any():  # clipped pieces of real data can self-intersect; GEOS refuses to union those
+        arr[bad] = shapely.make_valid(arr[bad])
     tree = shapely.STRtree(arr)
     left, right = tree.query(arr, predicate="intersects")
     touching = np.unique(np.concatenate([left[left != right], right[left != right]]))
     alone = np.setdiff1d(np.arange(len(arr)), touching)
     area = float(shapely.area(arr[alone]).sum())
     if len(touching):
-        area += float(shapely.union_all(arr[touching]).area)
+        try:
+            merged = shapely.union_all(arr[touching])
+        except shapely.errors.GEOSException:
+            # snap rounding on a 1 cm grid is robust where floating-point overlay is not; the area moves < 1 m²
+            merged = shapely.union_all(arr[touching], grid_size=UNION_GRID_M)
+        area += float(merged.area)
     return area
 
 

@@ -227,3 +227,15 @@ def test_corrupt_parquet_names_the_file(con, overture_writer) -> None:
 def test_missing_mirror_folder_says_the_fix(tmp_path) -> None:
     with pytest.raises(OvertureSourceError, match="does not exist: write one with overture.extract"):
         OvertureSource.local(tmp_path / "nope")
+
+
+def test_union_area_survives_invalid_pieces() -> None:
+    """A self-intersecting clipped piece (seen in a 10k-chip run) must not fail the chip or the shard."""
+    from shapely.geometry import Polygon, box
+
+    from overture.query import union_area
+
+    bowtie = Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])  # invalid: two triangles of area 1 touching at (1, 1)
+    assert not bowtie.is_valid
+    assert union_area([bowtie, box(0, 0, 1, 1)]) == pytest.approx(2.5)
+    assert union_area([box(0, 0, 1, 1), box(0.5, 0, 1.5, 1)]) == pytest.approx(1.5)

@@ -1,4 +1,4 @@
-"""One real ephemeral Prefect server for all flow tests (starting one costs 10-20 s)."""
+"""One real ephemeral Prefect server for every test that needs one (flows, scale): starting one costs 10-20 s."""
 
 from __future__ import annotations
 
