@@ -113,6 +113,3 @@ class Sample:
         self.chip = None
         self.scl = None
         self.scenes = []
-
-    def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "status": self.status, "error": self.error, "caption": self.caption}

@@ -48,15 +48,10 @@ def build_plan(cfg: RunConfig) -> Plan:
         return cfg.plan
     if cfg.locations is not None:
         return make_plan(list(cfg.locations), season_windows(cfg.start, cfg.end, cfg.season_rule), cfg.shard_size)
-    locations = grid_locations(cfg.region.bbox, spacing_m=cfg.spacing_m)
-    if cfg.region.geometry.area < _box_area(cfg.region.bbox) * 0.999:  # a GeoJSON polygon, not a bbox
-        locations = [loc for loc in locations if loc.lonlat_polygon.intersects(cfg.region.geometry)]
+    grid = grid_locations(cfg.region.bbox, spacing_m=cfg.spacing_m)
+    locations = [loc for loc in grid if loc.lonlat_polygon.intersects(cfg.region.geometry)]  # GeoJSON regions
     seasons = season_windows(cfg.start, cfg.end, cfg.season_rule)
     return make_plan(locations, seasons, cfg.shard_size)
-
-
-def _box_area(b: tuple[float, float, float, float]) -> float:
-    return (b[2] - b[0]) * (b[3] - b[1])
 
 
 def build_captioner(cfg: CaptionerConfig, cache_dir: Path) -> Captioner:
