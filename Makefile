@@ -4,6 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
 OUT ?= outputs/demo
 EXTRAS := flows,dev,transformers,train
 
@@ -17,13 +18,18 @@ endif
 
 .PHONY: demo test lint bench clean vllm-env browser
 
-$(STAMP): pyproject.toml
+# the demo needs only the core install (no torch, no Prefect); the tests need every extra
+$(CORE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(CORE_STAMP)
+
+$(STAMP): $(CORE_STAMP)
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(BIN)/s2cap demo --out $(OUT)
 
 # a separate environment for the real vLLM CPU server of the integration tests (its pins clash with Prefect's)
