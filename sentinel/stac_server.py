@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -87,6 +88,15 @@ def _ready(url: str) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when the parent dies, so a killed pipeline leaves no server behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @contextmanager
 def serve_stac(collection_json: Path, items_ndjson: Path, port: int | None = None) -> Iterator[str]:
     """Run `rustac serve` on 127.0.0.1 for the duration of the block; yields the API root URL."""
@@ -101,7 +111,8 @@ def serve_stac(collection_json: Path, items_ndjson: Path, port: int | None = Non
     cmd = [exe, "serve", "--addr", f"127.0.0.1:{port}", "--use-duckdb", "false",
            str(collection_json), str(items_ndjson)]
     with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent)
         try:
             deadline = time.monotonic() + READY_TIMEOUT_S
             while not _ready(url):
