@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sentinel.footprint import ChipLocation
 from synthetic.overture import write_overture
@@ -25,6 +26,7 @@ from synthetic.world import CHIP_M, make_world
 # North-west corner of the demo grid: Alpine foothills south of the Zugspitze massif (UTM 32N, MGRS 32TPT).
 DEMO_ORIGIN: tuple[float, float] = (10.9, 47.4)
 MARKER = "demo.json"
+R = TypeVar("R")
 _FORMAT = 1  # bump when the files written change, so old demo folders are rebuilt
 
 
@@ -78,15 +80,18 @@ def quarter_dates(year: int) -> tuple[dt.date, ...]:
     return tuple(dt.date(year, m, 15) for m in (2, 5, 8, 11))
 
 
-def _reusable(root: Path, args: dict[str, Any]) -> DemoRegion | None:
-    marker = root / MARKER
-    if not marker.is_file():
+def reusable_region(root: Path, args: dict[str, Any], marker: str,
+                    from_json: Callable[[dict[str, Any]], R]) -> R | None:
+    """The region recorded in `root/marker` when it was built with the same `args` and every file it names (the
+    STAC documents, the Overture mirror, each asset href) still exists; None means build it again."""
+    path = root / marker
+    if not path.is_file():
         return None
     try:
-        saved = json.loads(marker.read_text())
+        saved = json.loads(path.read_text())
         if saved.get("args") != args:
             return None
-        region = DemoRegion.from_json(saved["region"])
+        region: Any = from_json(saved["region"])
     except (ValueError, KeyError, TypeError):
         return None
     files = [region.collection_json, region.items_ndjson, region.overture_root]
@@ -104,7 +109,7 @@ def build_demo(root: Path, seed: int = 0, n_chips_x: int = 3, n_chips_y: int = 2
         raise ValueError(f"year={year}: give a Sentinel-2 L2A year, 2016 or later")
     root = Path(root).resolve()
     args = {"seed": seed, "n_chips_x": n_chips_x, "n_chips_y": n_chips_y, "year": year, "format": _FORMAT}
-    region = _reusable(root, args)
+    region = reusable_region(root, args, MARKER, DemoRegion.from_json)
     if region is not None:
         return region
 

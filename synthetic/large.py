@@ -35,7 +35,7 @@ from typing import Any
 from pyproj import Transformer
 
 from sentinel.footprint import SNAP_M, ChipLocation, utm_epsg
-from synthetic.demo import quarter_dates
+from synthetic.demo import quarter_dates, reusable_region
 from synthetic.overture import write_overture
 from synthetic.scene import collection_dict, land_cover_map, utm_chip_centre, write_scene
 from synthetic.world import CHIP_M, World, make_world
@@ -196,25 +196,6 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _reusable(root: Path, args: dict[str, Any]) -> LargeRegion | None:
-    marker = root / MARKER
-    if not marker.is_file():
-        return None
-    try:
-        saved = json.loads(marker.read_text())
-        if saved.get("args") != args:
-            return None
-        region = LargeRegion.from_json(saved["region"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if region.root != root or not region.items_ndjson.is_file() or not region.overture_root.is_dir():
-        return None
-    for line in region.items_ndjson.read_text().splitlines():
-        if not all(Path(a["href"]).exists() for a in json.loads(line)["assets"].values()):
-            return None
-    return region
-
-
 def build_large(
     root: Path,
     n_chips_x: int = 50,
@@ -248,7 +229,7 @@ def build_large(
         "tile_chips": tile_chips,
         "format": _FORMAT,
     }
-    region = _reusable(root, args)
+    region = reusable_region(root, args, MARKER, LargeRegion.from_json)
     if region is not None:
         return region
 
