@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import InputError
+from sentinel.bands import BAND_NAMES
 from training.data import BandStats, ShardDataset, chip_tensor
 from training.model import image_size_of, load_checkpoint_model
 
@@ -42,20 +43,7 @@ EUROSAT_MS_ORDER: tuple[str, ...] = (
     "B12",
     "B8A",
 )
-L2A_ORDER: tuple[str, ...] = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B11",
-    "B12",
-)
+L2A_ORDER: tuple[str, ...] = BAND_NAMES
 KNOWN = set(EUROSAT_MS_ORDER)
 TEMPLATES: tuple[str, ...] = (
     "a satellite image of {}.",
