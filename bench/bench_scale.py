@@ -35,8 +35,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.plan import load_plan  # noqa: E402
+from pipeline.plan import load_plan, make_plan, save_or_check_plan  # noqa: E402
 from pipeline.planning import CostModel, estimate  # noqa: E402
+from sentinel.seasons import season_windows  # noqa: E402
 from synthetic.large import LargeRegion, build_large  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,7 @@ class TreeSampler(threading.Thread):
         self.every = every
         self.peak_rss = 0
         self.last_rss = 0
+        self.last_by_role: dict[str, int] = {}
         self.peak_by_role: dict[str, int] = {}
         self.rchar: dict[int, int] = {}
         self.stop_event = threading.Event()
@@ -70,16 +72,19 @@ class TreeSampler(threading.Thread):
             except psutil.NoSuchProcess:
                 return
             total = 0
+            now: dict[str, int] = {}
             for p in procs:
                 try:
                     rss = p.memory_info().rss
                     role = "flow" if p.pid == self.root.pid else _role(p)
                     self.peak_by_role[role] = max(self.peak_by_role.get(role, 0), rss)
+                    now[role] = max(now.get(role, 0), rss)
                     total += rss
                     self.rchar[p.pid] = p.io_counters().read_chars
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             self.last_rss = total
+            self.last_by_role = now
             self.peak_rss = max(self.peak_rss, total)
             self.stop_event.wait(self.every)
 
@@ -135,10 +140,14 @@ def run_flow(
     sampler.start()
     killed: dict[str, Any] | None = None
     next_report = time.perf_counter() + 60
+    timeline: list[dict[str, Any]] = []
     try:
         while proc.poll() is None:
             if time.perf_counter() >= next_report:  # memory over time: flat or growing, even if cut short
                 next_report += 60
+                timeline.append({"s": round(time.perf_counter() - t0), "shards": done_markers(run_dir),
+                                 "tree_mb": round(sampler.last_rss / 2**20),
+                                 **{f"{k}_mb": round(v / 2**20) for k, v in sampler.last_by_role.items()}})
                 print(
                     f"  {time.perf_counter() - t0:6.0f} s: {done_markers(run_dir)}/{n_shards} shards, "
                     f"tree RSS now {sampler.last_rss / 2**20:.0f} MB, peak {sampler.peak_rss / 2**20:.0f} MB",
@@ -176,6 +185,7 @@ def run_flow(
         "peak_rss_by_role_mb": {k: round(v / 2**20, 1) for k, v in sampler.peak_by_role.items()},
         "read_chars_gb": round(sum(sampler.rchar.values()) / 2**30, 3),
         "killed": killed,
+        "timeline": timeline,
     }
 
 
@@ -223,16 +233,15 @@ def region_params(
         raise SystemExit(
             f"--sizes {n_samples}: the world holds {region.n_samples} samples; build a larger one"
         )
-    locs = [
-        {"location_id": c.location_id, "epsg": c.epsg, "x0": c.x0, "y0": c.y0}
-        for c in region.locations[:n_loc]
-    ]
+    # a stored plan, as `s2cap plan` writes one: the flow's parameters name a folder, not 250k locations
+    plan_dir = out / f"plan-{n_samples}"
+    seasons = season_windows(region.start, region.end, "quarters")
+    save_or_check_plan(plan_dir, make_plan(list(region.locations[:n_loc]), seasons, shard_size))
     return {
         "regions": [
             {
                 "name": f"n{n_samples}",
-                "bbox": list(region.bbox),
-                "locations": locs,
+                "plan": str(plan_dir),
                 "stac_url": stac_url,
                 "overture_path": str(region.overture_root),
                 "overture_release": region.overture_release,

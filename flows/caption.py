@@ -84,15 +84,20 @@ def _run_shards(regions: list[_Region], execution: Execution) -> None:
     caption = configured(caption_shard, execution.retries, execution.retry_delay_seconds)
     finish = configured(finish_shard, execution.retries, execution.retry_delay_seconds)
     queue = [(reg, i) for reg in regions for i in reg.pending]
+    if not queue:
+        logger.info("every shard is written already; nothing to run")
+        return  # no cluster to start: a rerun of a finished plan does no work
     queue.reverse()
+    task_jobs = {id(reg): reg.job.for_tasks() for reg in regions}
     inflight: dict[PrefectFuture[Any], tuple[_Region, int, list[PrefectFuture[Any]]]] = {}
     with make_task_runner(execution) as runner:
         while queue or inflight:
             while queue and len(inflight) < execution.shards_in_flight:
                 reg, index = queue.pop()
-                p = runner.submit(prepare, {"job": reg.job, "index": index})
-                c = runner.submit(caption, {"job": reg.job, "work": p})
-                f = runner.submit(finish, {"job": reg.job, "work": c})
+                job = task_jobs[id(reg)]
+                p = runner.submit(prepare, {"job": job, "index": index})
+                c = runner.submit(caption, {"job": job, "work": p})
+                f = runner.submit(finish, {"job": job, "work": c})
                 inflight[f] = (reg, index, [p, c, f])
             fut = next(as_completed(list(inflight)))
             reg, index, chain = inflight.pop(fut)
@@ -129,7 +134,7 @@ def _first_error(chain: list[PrefectFuture[Any]]) -> str:
 
 def _finish_region(reg: _Region, wall: float | None) -> dict[str, Any]:
     stats = reg.run.finish(wall)
-    summary = summarize(reg.job.cfg.out, {k: round(v, 3) for k, v in reg.stage_seconds.items()})
+    summary = summarize(stats, {k: round(v, 3) for k, v in reg.stage_seconds.items()})
     status = summary["status"]
     row = {"region": reg.job.name, "run folder": str(reg.job.cfg.out), "shards": reg.total,
            "samples planned": reg.run.plan.n_samples, "rows written": summary["rows"],

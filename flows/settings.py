@@ -45,8 +45,10 @@ class LocationSpec(BaseModel):
 
 
 class RegionSpec(BaseModel):
-    """One region of a dataset. Give `bbox` or `geojson`; `locations` (a sampling plan) replaces the grid over
-    it. The endpoint and time fields override the flow-wide ones for this region only."""
+    """One region of a dataset. Give `bbox` or `geojson` (`locations` replaces the grid over it), or `plan`: a
+    folder holding a plan.json written by `s2cap plan`, whose locations, seasons and shard size are then the
+    region (the way to run a large plan: the flow's parameters stay small). The endpoint and time fields
+    override the flow-wide ones for this region only."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +56,7 @@ class RegionSpec(BaseModel):
     bbox: list[float] | None = Field(default=None, description="W,S,E,N in degrees (lon/lat).")
     geojson: str | None = Field(default=None, description="Path of a GeoJSON (Multi)Polygon file.")
     locations: list[LocationSpec] | None = Field(default=None, description="Explicit chip locations.")
+    plan: str | None = Field(default=None, description="A folder with a plan.json from `s2cap plan`.")
     start: dt.date | None = None
     end: dt.date | None = None
     stac_url: str | None = None
@@ -70,9 +73,11 @@ class RegionSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_region(self) -> RegionSpec:
-        if (self.bbox is None) == (self.geojson is None):
-            raise ValueError(f"region {self.name!r}: give exactly one of bbox [W,S,E,N] or geojson "
-                             "(a file path)")
+        if sum(v is not None for v in (self.bbox, self.geojson, self.plan)) != 1:
+            raise ValueError(f"region {self.name!r}: give exactly one of bbox [W,S,E,N], geojson (a file path) "
+                             "or plan (a folder with a plan.json from `s2cap plan`)")
+        if self.plan is not None and self.locations is not None:
+            raise ValueError(f"region {self.name!r}: a stored plan already holds its locations; drop `locations`")
         if self.bbox is not None and len(self.bbox) != 4:
             raise ValueError(f"region {self.name!r}: bbox needs four numbers W,S,E,N, got {self.bbox}")
         return self
@@ -144,7 +149,15 @@ def run_config(region: RegionSpec, start: dt.date | str, end: dt.date | str, out
     from pipeline.region import check_bbox, load_geojson
     from sentinel.stac import StacConfig
 
-    if region.bbox is not None:
+    stored = None
+    if region.plan is not None:
+        from pipeline.plan import load_plan
+        from pipeline.region import locations_region
+
+        stored = load_plan(Path(region.plan))
+        geo = locations_region(stored.locations, f"{region.name}: plan {stored.fingerprint()} from {region.plan}")
+        start, end = stored.seasons[0].start, stored.seasons[-1].end
+    elif region.bbox is not None:
         from shapely.geometry import box
 
         from pipeline.region import Region
@@ -162,8 +175,8 @@ def run_config(region: RegionSpec, start: dt.date | str, end: dt.date | str, out
     try:
         return RunConfig(
             region=geo,
-            start=_date(region.start or start, f"region {region.name} start"),
-            end=_date(region.end or end, f"region {region.name} end"),
+            start=_date(start if stored else region.start or start, f"region {region.name} start"),
+            end=_date(end if stored else region.end or end, f"region {region.name} end"),
             out=Path(output) / region.name,
             stac=StacConfig(url=region.stac_url or sources.stac_url, collection=sources.collection,
                             provider=sources.provider, max_cloud_cover=sources.max_cloud,
@@ -174,8 +187,9 @@ def run_config(region: RegionSpec, start: dt.date | str, end: dt.date | str, out
             captioner=CaptionerConfig(kind=captioning.captioner, urls=list(captioning.vllm_urls),
                                       model=captioning.model, prompt_version=captioning.prompt_version,
                                       max_in_flight=captioning.max_in_flight, cache=captioning.cache),
-            shard_size=execution.shard_size,
+            shard_size=stored.shard_size if stored else execution.shard_size,
             locations=[loc.chip() for loc in region.locations] if region.locations else None,
+            plan=stored,
         )
     except InputError:
         raise

@@ -12,6 +12,7 @@ done-markers that `Run.write` leaves last, not on Prefect's result store.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import threading
@@ -46,6 +47,11 @@ class RegionJob:
         if not self.key:
             described = json.dumps(self.cfg.describe(), sort_keys=True, default=str)
             self.key = f"{self.cfg.out.resolve()}#{hashlib.sha256(described.encode()).hexdigest()[:12]}"
+
+    def for_tasks(self) -> RegionJob:
+        """The job a task carries. Workers read plan.json back from the run folder, so the location list and
+        the plan stay in the flow process: a task's payload is the same few kilobytes at any plan size."""
+        return RegionJob(self.name, dataclasses.replace(self.cfg, locations=None, plan=None), self.key)
 
 
 _local = threading.local()

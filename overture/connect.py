@@ -34,6 +34,9 @@ def spatial_extension_path() -> Path:
     return path
 
 
+MEMORY_LIMIT = "2GB"
+
+
 def connect(threads: int | None = None, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with spatial loaded offline (no extension is ever downloaded)."""
     if threads is not None and threads < 1:
@@ -41,6 +44,9 @@ def connect(threads: int | None = None, database: str = ":memory:") -> duckdb.Du
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": "false",
         "autoload_known_extensions": "false",
+        # DuckDB's default (80 % of RAM) lets its buffer pool and file cache grow with everything a long-lived
+        # worker has read; a shard's query needs far less, so the cap keeps memory per shard, not per dataset
+        "memory_limit": MEMORY_LIMIT,
     }
     if threads is not None:
         config["threads"] = str(threads)

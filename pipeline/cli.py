@@ -78,13 +78,12 @@ def caption_region(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Caption one region: chips from STAC, Overture facts, previews, captions, filters, Parquet shards."""
-    import shapely
 
     from overture.source import DEFAULT_RELEASE, OvertureSource
     from pipeline.config import CaptionerConfig, RunConfig
     from pipeline.execute import execute
     from pipeline.plan import load_plan
-    from pipeline.region import Region, load_geojson, parse_bbox
+    from pipeline.region import load_geojson, locations_region, parse_bbox
     from sentinel.preview import PreviewConfig
     from sentinel.read import ReadConfig
     from sentinel.stac import StacConfig
@@ -92,8 +91,7 @@ def caption_region(
     stored = None
     if bbox is None and geojson is None and (out / "plan.json").exists():
         stored = load_plan(out)  # a plan written by `s2cap plan` (or an earlier run): execute / resume it
-        region = Region(shapely.union_all([c.lonlat_polygon for c in stored.locations]).envelope,
-                        f"stored plan {stored.fingerprint()}")
+        region = locations_region(stored.locations, f"stored plan {stored.fingerprint()}")
         start, end = stored.seasons[0].start.isoformat(), stored.seasons[-1].end.isoformat()
     elif (bbox is None) == (geojson is None):
         raise InputError("give the region as exactly one of --bbox W,S,E,N or --geojson FILE (or an --out "

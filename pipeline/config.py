@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,9 @@ class RunConfig:
         """A JSON-able record of the configuration, for the manifest."""
 
         def conv(v: Any) -> Any:
-            if isinstance(v, ChipLocation):
-                return v.location_id
+            if isinstance(v, list) and v and isinstance(v[0], ChipLocation):  # the plan.json holds them all
+                ids = "\n".join(c.location_id for c in v)
+                return {"count": len(v), "sha256": hashlib.sha256(ids.encode()).hexdigest()[:16]}
             if isinstance(v, Plan):
                 return {"fingerprint": v.fingerprint(), "samples": v.n_samples}
             if isinstance(v, Region):

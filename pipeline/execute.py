@@ -45,7 +45,7 @@ def execute(cfg: RunConfig, console: Console | None = None, progress: bool = Tru
         stats = run.finish(wall)
     finally:
         run.close()
-    summary = summarize(cfg.out, {k: round(v, 3) for k, v in stage_seconds.items()})
+    summary = summarize(stats, {k: round(v, 3) for k, v in stage_seconds.items()})
     summary["wall_seconds"] = round(wall, 2)
     summary["stats"] = stats
     console.print(summary_table(summary, run.plan.n_samples, wall))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -267,13 +268,25 @@ def shingles(text: str, n: int = 5) -> set[int]:
 
 
 class NearDuplicateIndex:
-    """MinHash + LSH over word shingles. Deterministic (fixed permutations); the first caption added wins.
+    """MinHash + LSH over word shingles, kept in SQLite. Deterministic (fixed permutations); the first caption
+    added wins.
 
     `query` returns the key of an indexed caption whose estimated Jaccard similarity reaches the threshold.
-    Signatures are kept as uint64 arrays (1 KiB per caption at 128 permutations).
+    With `path=None` the index lives in memory (one process). With a file path it is the run's index: every
+    process of a run (Dask workers included) opens the same file, sees the captions the others kept as soon as
+    they are added, and holds only SQLite's page cache, so memory stays flat however large the dataset grows.
+    Each caption is tagged with its shard: `sync` drops captions of shards that were never written (a killed
+    attempt) and indexes written shards it has not seen, so a resume needs no re-seeding.
     """
 
-    def __init__(self, threshold: float = 0.9, shingle: int = 5, permutations: int = 128, bands: int = 32) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.9,
+        shingle: int = 5,
+        permutations: int = 128,
+        bands: int = 32,
+        path: Path | None = None,
+    ) -> None:
         if permutations % bands:
             raise InputError(f"near-duplicate bands={bands} must divide permutations={permutations}")
         self.threshold = threshold
@@ -283,12 +296,14 @@ class NearDuplicateIndex:
         rng = np.random.default_rng(20240601)
         self._a = rng.integers(0, 2**63, size=permutations, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self._b = rng.integers(0, 2**63, size=permutations, dtype=np.uint64)
-        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
-        self._keys: list[str] = []
-        self._signatures: list[np.ndarray] = []
+        self.path = path
+        self._db = _open_index_db(path, {"shingle": shingle, "permutations": permutations, "bands": bands})
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return int(self._db.execute("SELECT count(*) FROM captions").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
 
     def signature(self, text: str) -> np.ndarray | None:
         sh = shingles(text, self.shingle)
@@ -301,40 +316,95 @@ class NearDuplicateIndex:
         h ^= h >> np.uint64(29)
         return h.min(axis=1)
 
-    def _band_keys(self, sig: np.ndarray) -> Iterator[tuple[int, bytes]]:
+    def _buckets(self, sig: np.ndarray) -> list[int]:
+        """One signed 64-bit bucket id per band (band number and band values hashed together)."""
+        out = []
         for band in range(self.bands):
-            yield band, sig[band * self.rows : (band + 1) * self.rows].tobytes()
+            data = band.to_bytes(2, "little") + sig[band * self.rows : (band + 1) * self.rows].tobytes()
+            out.append(int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True))
+        return out
 
-    def query(self, text: str) -> tuple[str, float] | None:
-        """(key, estimated similarity) of the best indexed near duplicate of `text`, or None."""
+    def query(self, text: str, exclude: str | None = None) -> tuple[str, float] | None:
+        """(key, estimated similarity) of the best indexed near duplicate of `text`, or None. `exclude` names a
+        key to ignore (the sample itself, indexed by an earlier attempt at its shard)."""
         sig = self.signature(text)
         if sig is None:
             return None
-        candidates: set[int] = set()
-        for band, key in self._band_keys(sig):
-            candidates.update(self._buckets[band].get(key, ()))
+        buckets = self._buckets(sig)
+        rows = self._db.execute(
+            "SELECT DISTINCT c.id, c.key, c.sig FROM buckets b JOIN captions c ON c.id = b.cid "
+            f"WHERE b.bucket IN ({','.join('?' * len(buckets))}) ORDER BY c.id",
+            buckets,
+        ).fetchall()
         best: tuple[str, float] | None = None
-        for i in sorted(candidates):
-            sim = float(np.mean(self._signatures[i] == sig))
+        for _, key, blob in rows:
+            if key == exclude:
+                continue
+            sim = float(np.mean(np.frombuffer(blob, dtype=np.uint64) == sig))
             if sim >= self.threshold and (best is None or sim > best[1]):
-                best = (self._keys[i], sim)
+                best = (key, sim)
         return best
 
-    def add(self, key: str, text: str) -> None:
+    def add(self, key: str, text: str, shard: int = -1) -> None:
+        """Index a kept caption under `key` (a sample id); adding a key again replaces its caption."""
         sig = self.signature(text)
         if sig is None:
             return
-        i = len(self._keys)
-        self._keys.append(key)
-        self._signatures.append(sig)
-        for band, bkey in self._band_keys(sig):
-            self._buckets[band].setdefault(bkey, []).append(i)
+        with self._db:  # one transaction: the caption and its buckets appear together
+            self._remove(key)
+            cid = self._db.execute(
+                "INSERT INTO captions (key, shard, sig) VALUES (?, ?, ?)", (key, shard, sig.tobytes())
+            ).lastrowid
+            self._db.executemany(
+                "INSERT OR IGNORE INTO buckets (bucket, cid) VALUES (?, ?)", [(b, cid) for b in self._buckets(sig)]
+            )
+
+    def _remove(self, key: str) -> None:
+        row = self._db.execute("SELECT id, sig FROM captions WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return
+        cid, blob = row
+        buckets = self._buckets(np.frombuffer(blob, dtype=np.uint64))
+        self._db.executemany("DELETE FROM buckets WHERE bucket = ? AND cid = ?", [(b, cid) for b in buckets])
+        self._db.execute("DELETE FROM captions WHERE id = ?", (cid,))
+
+    def sync(self, run_dir: Path) -> tuple[int, int]:
+        """Make the index hold exactly the kept captions of the run's written shards: drop captions of shards
+        without a done-marker, index written shards not synced before (one shard in memory at a time).
+        Only the run's coordinator calls this, before any worker filters. Returns (dropped, added)."""
+        from pipeline.shards import done_shards, iter_shard_tables
+
+        done = done_shards(run_dir)
+        dropped = 0
+        for (shard,) in self._db.execute("SELECT DISTINCT shard FROM captions").fetchall():
+            if shard not in done:
+                keys = [k for (k,) in self._db.execute("SELECT key FROM captions WHERE shard = ?", (shard,))]
+                with self._db:
+                    for key in keys:
+                        self._remove(key)
+                dropped += len(keys)
+        synced = {s for (s,) in self._db.execute("SELECT shard FROM synced")}
+        with self._db:
+            self._db.executemany("DELETE FROM synced WHERE shard = ?", [(s,) for s in synced - done])
+        added = 0
+        for shard, table in iter_shard_tables(run_dir, ["id", "caption", "keep"]):
+            if shard in synced:
+                continue
+            known = {k for (k,) in self._db.execute("SELECT key FROM captions WHERE shard = ?", (shard,))}
+            cols = (table.column(c).to_pylist() for c in ("id", "caption", "keep"))
+            for sample_id, caption, keep in zip(*cols, strict=True):
+                if keep and caption and sample_id not in known:
+                    self.add(sample_id, caption, shard)
+                    added += 1
+            with self._db:
+                self._db.execute("INSERT OR IGNORE INTO synced (shard) VALUES (?)", (shard,))
+        return dropped, added
 
     @classmethod
     def from_captions(
         cls, captions: Iterable[str | tuple[str, str] | None], **kwargs: float | int
     ) -> NearDuplicateIndex:
-        """Seed an index (on resume) from existing captions, plain or (key, caption) pairs, in plan order."""
+        """An in-memory index of existing captions, plain or (key, caption) pairs, in order."""
         index = cls(**kwargs)  # type: ignore[arg-type]
         for i, item in enumerate(captions):
             if item is None:
@@ -343,6 +413,32 @@ class NearDuplicateIndex:
             if text:
                 index.add(key, text)
         return index
+
+
+def _open_index_db(path: Path | None, params: dict[str, int]) -> sqlite3.Connection:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path) if path is not None else ":memory:", timeout=120.0, isolation_level=None)
+    db.isolation_level = "DEFERRED"  # `with db:` wraps a transaction; reads outside one see the latest commit
+    if path is not None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+    with db:
+        db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER)")
+        db.execute("CREATE TABLE IF NOT EXISTS captions (id INTEGER PRIMARY KEY, key TEXT UNIQUE, shard INTEGER, "
+                   "sig BLOB)")
+        db.execute("CREATE TABLE IF NOT EXISTS buckets (bucket INTEGER, cid INTEGER, PRIMARY KEY (bucket, cid)) "
+                   "WITHOUT ROWID")
+        db.execute("CREATE TABLE IF NOT EXISTS synced (shard INTEGER PRIMARY KEY)")
+        db.executemany("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)", params.items())
+    stored = dict(db.execute("SELECT name, value FROM meta").fetchall())
+    if stored != params:
+        db.close()
+        raise InputError(
+            f"{path}: near-duplicate index built with {stored}, this run asks for {params}; delete the file to "
+            "rebuild it from the written shards (the coordinator re-indexes them on the next start)"
+        )
+    return db
 
 
 @dataclass(slots=True)
@@ -355,25 +451,12 @@ class NearDuplicateFilter:
 
     def __call__(self, sample: Sample) -> FilterResult:
         text = sample.caption or ""
-        hit = self.index.query(text)
+        hit = self.index.query(text, exclude=sample.id)
         if hit is not None:
             return _drop(self.name, "near_duplicate", f"{hit[0]} (similarity {hit[1]:.2f})")
         if text and all(r.keep for r in sample.filters):
-            self.index.add(sample.id, text)
+            self.index.add(sample.id, text, sample.shard)
         return _keep(self.name)
-
-    def seed_from_run(self, run_dir: Path) -> int:
-        """On resume: index the kept captions of the run's done shards, in shard order; returns how many.
-        Call it once, before any new shard is filtered."""
-        from pipeline.shards import read_shards
-
-        table = read_shards(run_dir, columns=["id", "caption", "keep"])
-        added = 0
-        for sample_id, caption, keep in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
-            if keep and caption:
-                self.index.add(sample_id, caption)
-                added += 1
-        return added
 
 
 def build_filters(cfg: FilterConfig | None = None, index: NearDuplicateIndex | None = None) -> list[Filter]:

@@ -37,7 +37,7 @@ class Plan:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
 
     def samples(self, shard_index: int) -> list[Sample]:
-        return [make_sample(self.locations[li], self.seasons[si]) for li, si in self.shards[shard_index]]
+        return [make_sample(self.locations[li], self.seasons[si], shard_index) for li, si in self.shards[shard_index]]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,7 +78,7 @@ def make_plan(locations: list[ChipLocation], seasons: list[Season], shard_size: 
     return Plan(locations, seasons, shard_size, shards)
 
 
-def make_sample(loc: ChipLocation, season: Season) -> Sample:
+def make_sample(loc: ChipLocation, season: Season, shard: int = -1) -> Sample:
     poly = loc.lonlat_polygon
     lon, lat = loc.center_lonlat
     return Sample(
@@ -94,6 +94,7 @@ def make_sample(loc: ChipLocation, season: Season) -> Sample:
         footprint_wkb=poly.wkb,
         bbox=tuple(float(v) for v in poly.bounds),  # type: ignore[arg-type]
         location=loc,
+        shard=shard,
     )
 
 

@@ -52,6 +52,7 @@ class Sample:
 
     # transient working state (never persisted)
     location: ChipLocation | None = None
+    shard: int = -1  # the plan's shard holding this sample (-1 outside a plan)
     scenes: list[Any] = field(default_factory=list)  # candidate sentinel.stac.SceneRef, best first
 
     # scene and chip (sentinel stage)

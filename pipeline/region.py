@@ -11,6 +11,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from pipeline.errors import InputError
+from sentinel.footprint import ChipLocation
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,10 @@ def load_geojson(path: Path) -> Region:
     geom = unary_union(polys)
     check_bbox(tuple(geom.bounds), what=f"--geojson {path}")  # type: ignore[arg-type]
     return Region(geom, f"geojson {path.name}")
+
+
+def locations_region(locations: list[ChipLocation], label: str) -> Region:
+    """The lon/lat envelope of a stored plan's chips (the region label of a run that executes a plan)."""
+    bounds = [loc.lonlat_bounds for loc in locations]
+    return Region(box(min(b[0] for b in bounds), min(b[1] for b in bounds), max(b[2] for b in bounds),
+                      max(b[3] for b in bounds)), label)

@@ -23,7 +23,7 @@ from pipeline import shards as shard_io
 from pipeline.captioners.base import Captioner
 from pipeline.config import CaptionerConfig, RunConfig
 from pipeline.errors import RunAborted
-from pipeline.filters import build_filters
+from pipeline.filters import NearDuplicateIndex, build_filters
 from pipeline.plan import Plan, load_plan, make_plan, save_or_check_plan
 from pipeline.record import Sample
 from pipeline.stages import (
@@ -41,6 +41,7 @@ from sentinel.seasons import season_windows
 # statuses that point at infrastructure, not at the data: many of them in one shard stop the run
 INFRA_STATUSES = frozenset({"read_error", "facts_error", "caption_error", "error"})
 MIN_FAILURES_TO_ABORT = 4
+NEAR_DUPLICATES = Path("cache") / "near_duplicates.sqlite"
 
 
 def build_plan(cfg: RunConfig) -> Plan:
@@ -52,6 +53,13 @@ def build_plan(cfg: RunConfig) -> Plan:
     locations = [loc for loc in grid if loc.lonlat_polygon.intersects(cfg.region.geometry)]  # GeoJSON regions
     seasons = season_windows(cfg.start, cfg.end, cfg.season_rule)
     return make_plan(locations, seasons, cfg.shard_size)
+
+
+def near_duplicate_index(cfg: RunConfig, run_dir: Path) -> NearDuplicateIndex:
+    """The run's near-duplicate index, one SQLite file in the run folder shared by all its processes."""
+    f = cfg.filters
+    return NearDuplicateIndex(f.dedup_threshold, f.dedup_shingle, f.dedup_permutations, f.dedup_bands,
+                              path=run_dir / NEAR_DUPLICATES)
 
 
 def build_captioner(cfg: CaptionerConfig, cache_dir: Path) -> Captioner:
@@ -139,8 +147,10 @@ class Run:
             plan = load_plan(run_dir)
         captioner = build_captioner(cfg.captioner, run_dir / "cache")
         con = connect()
-        filters = build_filters(cfg.filters)
-        _seed_near_duplicates(filters, run_dir)
+        index = near_duplicate_index(cfg, run_dir)
+        if coordinator:
+            index.sync(run_dir)
+        filters = build_filters(cfg.filters, index=index)
         stages: list[Stage] = [
             SearchStage(cfg.stac),
             ReadStage(cfg.read),
@@ -149,7 +159,7 @@ class Run:
             CaptionStage(captioner),
             FilterStage(filters),
         ]
-        run = cls(cfg, plan, stages, captioner, closers=[con, captioner])
+        run = cls(cfg, plan, stages, captioner, closers=[con, captioner, index])
         if coordinator:
             run.write_manifest(status="running")
         return run
@@ -251,11 +261,3 @@ class Run:
             close = getattr(c, "close", None)
             if close:
                 close()
-
-
-def _seed_near_duplicates(filters: list[Any], run_dir: Path) -> None:
-    """On resume, the near-duplicate filter must know the captions already kept in written shards."""
-    for f in filters:
-        seed = getattr(f, "seed_from_run", None)
-        if seed is not None:
-            seed(run_dir)

@@ -429,16 +429,25 @@ def clean_partial(run_dir: Path) -> list[Path]:
     return removed
 
 
-def read_shards(run_dir: Path, columns: list[str] | None = None) -> pa.Table:
-    """All done shards in index order as one table (an empty `SCHEMA` table when there are none)."""
+def _projection(columns: list[str] | None) -> pa.Schema:
     unknown = sorted(set(columns or []) - set(SCHEMA.names))
     if unknown:
         raise InputError(f"unknown shard columns {unknown}: use some of {', '.join(SCHEMA.names)}")
-    schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns], metadata=SCHEMA.metadata)
-    tables = [pq.read_table(shard_path(run_dir, i), columns=columns) for i in sorted(done_shards(run_dir))]
-    if not tables:
-        return schema.empty_table()
-    return pa.concat_tables([t.cast(schema) for t in tables])
+    return SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns], metadata=SCHEMA.metadata)
+
+
+def iter_shard_tables(run_dir: Path, columns: list[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
+    """(index, table) of every done shard in index order, one shard in memory at a time."""
+    schema = _projection(columns)
+    for i in sorted(done_shards(run_dir)):
+        yield i, pq.read_table(shard_path(run_dir, i), columns=columns).cast(schema)
+
+
+def read_shards(run_dir: Path, columns: list[str] | None = None) -> pa.Table:
+    """All done shards in index order as one table (an empty `SCHEMA` table when there are none). This holds the
+    whole dataset: code that runs at dataset scale iterates `iter_shard_tables` instead."""
+    tables = [t for _, t in iter_shard_tables(run_dir, columns)]
+    return pa.concat_tables(tables) if tables else _projection(columns).empty_table()
 
 
 def iter_shard_samples(run_dir: Path, columns: list[str] | None = None) -> Iterator[Sample]:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from pipeline.errors import InputError
 from pipeline.filters import ENGLISH_STOPWORDS, words
-from pipeline.shards import SHARD_DIR, done_shards, read_marker, read_shards, write_text_atomic
+from pipeline.shards import SHARD_DIR, iter_shard_tables, read_marker, write_text_atomic
 
 TOP_WORDS = 25
 _SOURCE_COLUMNS = ("captioner", "model", "prompt_version", "overture_release", "stac_collection", "stac_provider")
@@ -48,62 +49,108 @@ def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _length_stats(lengths: list[int]) -> dict[str, float]:
-    if not lengths:
+def _quantile(hist: list[tuple[int, int]], n: int, q: float) -> float:
+    """numpy's default (linear) percentile of the n values that `hist` (sorted (value, count)) holds."""
+    pos = q * (n - 1)
+    lo = int(pos)
+
+    def nth(k: int) -> int:
+        seen = 0
+        for value, count in hist:
+            seen += count
+            if k < seen:
+                return value
+        return hist[-1][0]
+
+    a = nth(lo)
+    return a + (pos - lo) * (nth(lo + 1) - a) if lo + 1 < n else float(a)
+
+
+def _length_stats(lengths: Counter[int]) -> dict[str, float]:
+    """Count, mean, median, p5, p95, min and max from a histogram of lengths (flat memory at any scale)."""
+    n = sum(lengths.values())
+    if not n:
         return {"count": 0}
-    a = np.asarray(lengths, dtype=float)
+    hist = sorted(lengths.items())
     return {
-        "count": int(a.size),
-        "mean": round(float(a.mean()), 2),
-        "median": round(float(np.median(a)), 2),
-        "p5": round(float(np.percentile(a, 5)), 2),
-        "p95": round(float(np.percentile(a, 95)), 2),
-        "min": int(a.min()),
-        "max": int(a.max()),
+        "count": n,
+        "mean": round(sum(v * c for v, c in hist) / n, 2),
+        "median": round(_quantile(hist, n, 0.5), 2),
+        "p5": round(_quantile(hist, n, 0.05), 2),
+        "p95": round(_quantile(hist, n, 0.95), 2),
+        "min": hist[0][0],
+        "max": hist[-1][0],
     }
 
 
+def _id_hashes(ids: list[str]) -> np.ndarray:
+    return np.array([int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in ids],
+                    dtype=np.uint64)
+
+
 def run_stats(run_dir: Path) -> dict[str, Any]:
-    """Counts by status and filter reason, caption length and vocabulary, merged per-shard stats."""
+    """Counts by status and filter reason, caption length and vocabulary, merged per-shard stats.
+
+    Streams the shards one at a time: what it keeps grows with the vocabulary and the distinct caption lengths,
+    plus 8 bytes per row (a hash of each id, to count duplicate ids), never with the rows themselves."""
     run_dir = Path(run_dir)
     if not (run_dir / SHARD_DIR).is_dir():
         raise InputError(f"{run_dir} has no {SHARD_DIR}/ folder: pass a run folder made by `s2cap run`")
-    indices = sorted(done_shards(run_dir))
-    markers = [read_marker(run_dir, i) or {} for i in indices]
     cols = ["id", "status", "keep", "filters", "caption", "datetime", *_SOURCE_COLUMNS]
-    table = read_shards(run_dir, columns=cols)
-    rows = table.to_pylist()
-
-    status = Counter(r["status"] for r in rows)
-    ok = [r for r in rows if r["status"] == "ok"]
+    status: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    for r in ok:
-        for f in r["filters"] or []:
-            if not f["keep"]:
-                reasons[f["reason"] or f["name"]] += 1
-    kept = [r for r in ok if r["keep"]]
-
-    tokens = [words(r["caption"]) for r in ok if r["caption"]]
-    kept_tokens = [words(r["caption"]) for r in kept if r["caption"]]
-    vocab: Counter[str] = Counter(t for ts in tokens for t in ts)
+    lengths: Counter[int] = Counter()
+    kept_lengths: Counter[int] = Counter()
+    vocab: Counter[str] = Counter()
+    years: set[int] = set()
+    sources: dict[str, set[str]] = {c: set() for c in _SOURCE_COLUMNS}
+    id_hashes: list[np.ndarray] = []
+    shard_stats: dict[str, Any] = {}
+    n_rows = n_ok = n_kept = n_shards = 0
+    for index, table in iter_shard_tables(run_dir, cols):
+        n_shards += 1
+        shard_stats = merge_stage_stats([shard_stats, (read_marker(run_dir, index) or {}).get("stats", {})])
+        rows = table.to_pylist()
+        n_rows += len(rows)
+        id_hashes.append(_id_hashes([r["id"] for r in rows]))
+        for r in rows:
+            status[r["status"]] += 1
+            if r["datetime"] is not None:
+                years.add(r["datetime"].year)
+            for c in _SOURCE_COLUMNS:
+                if r[c]:
+                    sources[c].add(r[c])
+            if r["status"] != "ok":
+                continue
+            n_ok += 1
+            for f in r["filters"] or []:
+                if not f["keep"]:
+                    reasons[f["reason"] or f["name"]] += 1
+            n_kept += bool(r["keep"])
+            if r["caption"]:
+                tokens = words(r["caption"])
+                vocab.update(tokens)
+                lengths[len(tokens)] += 1
+                if r["keep"]:
+                    kept_lengths[len(tokens)] += 1
+    hashes = np.concatenate(id_hashes) if id_hashes else np.zeros(0, dtype=np.uint64)
+    _, counts = np.unique(hashes, return_counts=True)
     content = Counter({w: n for w, n in vocab.items() if w not in ENGLISH_STOPWORDS and not w.isdigit()})
-    ids = Counter(r["id"] for r in rows)
-
     return {
         "run_dir": str(run_dir),
-        "shards": len(indices),
-        "rows": len(rows),
-        "kept": len(kept),
-        "dropped": len(ok) - len(kept),
-        "duplicate_ids": sum(1 for n in ids.values() if n > 1),
+        "shards": n_shards,
+        "rows": n_rows,
+        "kept": n_kept,
+        "dropped": n_ok - n_kept,
+        "duplicate_ids": int((counts > 1).sum()),
         "status": dict(sorted(status.items())),
         "filters": dict(reasons.most_common()),
-        "captions": _length_stats([len(t) for t in tokens]),
-        "kept_captions": _length_stats([len(t) for t in kept_tokens]),
+        "captions": _length_stats(lengths),
+        "kept_captions": _length_stats(kept_lengths),
         "vocabulary": {"size": len(vocab), "top": [[w, n] for w, n in content.most_common(TOP_WORDS)]},
-        "years": sorted({r["datetime"].year for r in rows if r["datetime"] is not None}),
-        "sources": {c: sorted({r[c] for r in rows if r[c]}) for c in _SOURCE_COLUMNS},
-        "shard_stats": merge_stage_stats(m.get("stats", {}) for m in markers),
+        "years": sorted(years),
+        "sources": {c: sorted(v) for c, v in sources.items()},
+        "shard_stats": shard_stats,
     }
 
 

@@ -3,30 +3,19 @@ where the time went."""
 
 from __future__ import annotations
 
-from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from pipeline import shards as shard_io
 
-
-def summarize(run_dir: Path, stage_seconds: dict[str, float]) -> dict[str, Any]:
-    table = shard_io.read_shards(run_dir, columns=["status", "keep", "filters", "caption"])
-    status = Counter(table.column("status").to_pylist())
-    dropped: Counter[str] = Counter()
-    for results in table.column("filters").to_pylist():
-        for r in results or []:
-            if not r["keep"]:
-                dropped[r["reason"] or r["name"]] += 1
-    captions = [c for c in table.column("caption").to_pylist() if c]
+def summarize(stats: dict[str, Any], stage_seconds: dict[str, float]) -> dict[str, Any]:
+    """The summary's numbers from `run_stats` (one streaming pass over the shards serves both)."""
     return {
-        "rows": table.num_rows,
-        "status": dict(status),
-        "captioned": len(captions),
-        "kept": sum(1 for k in table.column("keep").to_pylist() if k),
-        "dropped": dict(dropped),
+        "rows": stats["rows"],
+        "status": dict(stats["status"]),
+        "captioned": stats["captions"]["count"],
+        "kept": stats["kept"],
+        "dropped": dict(stats["filters"]),
         "stage_seconds": stage_seconds,
     }
 

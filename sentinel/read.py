@@ -38,8 +38,10 @@ from sentinel.stac import SceneRef
 REASONS = ("no_scene", "cloudy", "read_error")
 
 # GDAL settings for COGs over HTTP: no directory listing on open, merged range requests, GDAL's own retries
-# for 429/5xx, a block cache shared by the 13 reads of a chip.
+# for 429/5xx, a block cache shared by the 13 reads of a chip. The cache is capped: GDAL's default (5 % of RAM)
+# fills up over a long run and makes every worker's memory grow with the dataset, not the shard.
 GDAL_ENV = {
+    "GDAL_CACHEMAX": 128,  # MB (rasterio wants an int here)
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_MULTIPLEX": "YES",

@@ -210,19 +210,41 @@ def test_resume_with_seeded_index(sample_factory) -> None:
     assert [r.reason for r in s.filters if not r.keep] == ["near_duplicate"]
 
 
-def test_seed_from_run_reads_kept_captions(tmp_path, sample_factory) -> None:
+def test_index_sync_follows_the_written_shards(tmp_path, sample_factory) -> None:
+    """The run's index file: captions of a shard that was never written are dropped, written shards the index
+    has not seen (an index deleted or made by an older version) are indexed, and a second sync does nothing."""
     from pipeline.shards import write_shard
 
     kept = sample_factory(0, caption=GOOD, keep=True)
     dropped = sample_factory(1, caption="A second caption that was dropped by a filter before it was written.")
     write_shard(tmp_path, 0, [kept, dropped], {})
-    filters = build_filters(FilterConfig())
-    dedup = filters[-1]
-    assert dedup.seed_from_run(tmp_path) == 1  # type: ignore[attr-defined]
+    path = tmp_path / "cache" / "near_duplicates.sqlite"
+    index = NearDuplicateIndex(path=path)
+    unwritten = "Rows of greenhouses beside a motorway junction, with a quarry to the south and no water."
+    index.add("loc0009_2024-Q2", unwritten, shard=3)  # filtered by an attempt killed before its write
+    assert index.sync(tmp_path) == (1, 1)
+    assert index.query(unwritten) is None
+    assert index.query(GOOD) == ("loc0000_2024-Q2", 1.0)
+    assert index.query(str(dropped.caption)) is None
+    assert index.sync(tmp_path) == (0, 0) and len(index) == 1
+    index.close()
     again = [sample_factory(5, caption=GOOD), sample_factory(6, caption=dropped.caption)]
-    apply_filters(again, filters)
+    reopened = NearDuplicateIndex(path=path)
+    apply_filters(again, build_filters(FilterConfig(), index=reopened))
     assert [r.detail for r in again[0].filters if r.reason == "near_duplicate"] == ["loc0000_2024-Q2 (similarity 1.00)"]
     assert not any(r.reason == "near_duplicate" for r in again[1].filters)
+
+
+def test_index_file_is_shared_and_a_sample_never_duplicates_itself(tmp_path) -> None:
+    path = tmp_path / "near_duplicates.sqlite"
+    worker_a, worker_b = NearDuplicateIndex(path=path), NearDuplicateIndex(path=path)
+    worker_a.add("loc0000_2024-Q2", GOOD, shard=0)
+    assert worker_b.query(GOOD) == ("loc0000_2024-Q2", 1.0)  # seen by another connection at once
+    assert worker_b.query(GOOD, exclude="loc0000_2024-Q2") is None  # a retried shard meets its own caption
+    worker_b.add("loc0000_2024-Q2", GOOD.replace("north", "south"), shard=0)  # a retry replaces, not duplicates
+    assert len(worker_a) == 1
+    with pytest.raises(InputError, match="delete the file"):
+        NearDuplicateIndex(permutations=64, bands=16, path=path)
 
 
 def test_disabled_filters_are_not_built() -> None:

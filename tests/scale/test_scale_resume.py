@@ -29,13 +29,19 @@ CHILD = (
 
 
 def _params(world: LargeRegion, stac_url: str, out: Path) -> dict[str, Any]:
-    locs = [{"location_id": c.location_id, "epsg": c.epsg, "x0": c.x0, "y0": c.y0} for c in world.locations]
+    """build_dataset on a stored plan (as `s2cap plan` writes one): the flow's parameters hold a folder name,
+    not the location list."""
+    from pipeline.plan import make_plan, save_or_check_plan
+    from sentinel.seasons import season_windows
+
+    plan_dir = out.parent / "plan"
+    save_or_check_plan(plan_dir, make_plan(list(world.locations), season_windows(world.start, world.end,
+                                                                                 "quarters"), SHARD_SIZE))
     return {
         "regions": [
             {
                 "name": "tiled",
-                "bbox": list(world.bbox),
-                "locations": locs,
+                "plan": str(plan_dir),
                 "stac_url": stac_url,
                 "overture_path": str(world.overture_root),
                 "overture_release": world.overture_release,
@@ -156,3 +162,11 @@ def test_killed_flow_resumes_every_id_once_and_rerun_does_nothing(
     assert again.result()[0]["rows written"] == world.n_samples
     assert _shard_files(run_dir) == finished, "the second run rewrote no shard and no marker"
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+    from pipeline.filters import NearDuplicateIndex
+    from pipeline.runner import NEAR_DUPLICATES
+
+    kept = sum(pq.read_table(p, columns=["keep"]).column("keep").to_pylist().count(True)
+               for p in (run_dir / "shards").glob("*.parquet"))
+    index = NearDuplicateIndex(path=run_dir / NEAR_DUPLICATES)
+    assert len(index) == kept, "the shared near-duplicate index holds the kept captions, none of the killed run"
+    index.close()
