@@ -14,6 +14,7 @@ rejected before any band is fetched.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -38,10 +39,8 @@ from sentinel.stac import SceneRef
 REASONS = ("no_scene", "cloudy", "read_error")
 
 # GDAL settings for COGs over HTTP: no directory listing on open, merged range requests, GDAL's own retries
-# for 429/5xx, a block cache shared by the 13 reads of a chip. The cache is capped: GDAL's default (5 % of RAM)
-# fills up over a long run and makes every worker's memory grow with the dataset, not the shard.
+# for 429/5xx, a block cache shared by the 13 reads of a chip.
 GDAL_ENV = {
-    "GDAL_CACHEMAX": 128,  # MB (rasterio wants an int here)
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_MULTIPLEX": "YES",
@@ -50,6 +49,12 @@ GDAL_ENV = {
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
     "VSI_CACHE": "TRUE",
 }
+# GDAL's block cache defaults to 5 % of RAM per process: 16 workers on a large machine would hold 80 % of it. It
+# is capped once per process, from the environment (a user's own GDAL_CACHEMAX wins). Not in GDAL_ENV: rasterio
+# re-applies those options on every `Env` entry, and setting GDAL_CACHEMAX there empties the cache each time
+# (reads 9x slower, measured on the large synthetic world: 30 s vs 3.1-3.9 s per 64-chip shard).
+GDAL_CACHEMAX_MB = 256
+os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHEMAX_MB))
 _TRANSIENT = re.compile(r"HTTP response code: (5\d\d|429)|timed? ?out|Connection (reset|refused|timed)|"
                         r"CURL error|SSL", re.IGNORECASE)
 T = TypeVar("T")
