@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -26,6 +26,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import TaskRunner
 
 from flows.settings import Captioning, Execution, RegionSpec, Sources, make_task_runner, run_config
 from flows.tasks import RegionJob, caption_shard, configured, finish_shard, prepare_shard
@@ -89,36 +90,53 @@ def _run_shards(regions: list[_Region], execution: Execution) -> None:
         return  # no cluster to start: a rerun of a finished plan does no work
     queue.reverse()
     task_jobs = {id(reg): reg.job.for_tasks() for reg in regions}
-    inflight: dict[PrefectFuture[Any], tuple[_Region, int, list[PrefectFuture[Any]]]] = {}
-    with make_task_runner(execution) as runner:
-        while queue or inflight:
-            while queue and len(inflight) < execution.shards_in_flight:
-                reg, index = queue.pop()
-                job = task_jobs[id(reg)]
-                p = runner.submit(prepare, {"job": job, "index": index})
-                c = runner.submit(caption, {"job": job, "work": p})
-                f = runner.submit(finish, {"job": job, "work": c})
-                inflight[f] = (reg, index, [p, c, f])
-            fut = next(as_completed(list(inflight)))
-            reg, index, chain = inflight.pop(fut)
-            try:
-                stats = fut.result()
-            except Exception:  # noqa: BLE001 - reported below; the other shards go on
-                message = _first_error(chain)
-                reg.failures.append(f"shard {index}: {message}")
-                logger.error("%s shard %d failed after retries: %s", reg.job.name, index, message)
-            else:
-                for name, st in stats.get("stages", {}).items():
-                    reg.stage_seconds[name] += st["seconds"]
-            reg.done += 1
-            if reg.progress_id is not None:
-                update_progress_artifact(reg.progress_id, 100.0 * reg.done / reg.total)
+    while queue:  # waves of `shards_per_runner` shards, each on a fresh task runner (see Execution)
+        wave = [queue.pop() for _ in range(min(execution.shards_per_runner, len(queue)))]
+        wave.reverse()
+        with make_task_runner(execution) as runner:
+            _run_wave(wave, runner, task_jobs, execution, (prepare, caption, finish))
     failed = [f"{reg.job.name} {msg}" for reg in regions for msg in reg.failures]
     if failed:
         for reg in regions:  # write what was done (manifest 'partial') before failing the flow
             _finish_region(reg, None)
         raise ShardsFailed(f"{len(failed)} shard(s) failed after retries ({'; '.join(failed[:3])}); the "
                            "other shards are written: fix the cause and run the flow again to resume")
+
+
+def _run_wave(
+    wave: list[tuple[_Region, int]],
+    runner: TaskRunner[Any],
+    task_jobs: dict[int, RegionJob],
+    execution: Execution,
+    tasks: tuple[Task[..., Any], Task[..., Any], Task[..., Any]],
+) -> None:
+    """Every shard of `wave` (a stack: the last item goes first) through prepare -> caption -> finish, at most
+    `shards_in_flight` at a time; failures are recorded on the region, progress artifacts move."""
+    logger = get_run_logger()
+    prepare, caption, finish = tasks
+    inflight: dict[PrefectFuture[Any], tuple[_Region, int, list[PrefectFuture[Any]]]] = {}
+    while wave or inflight:
+        while wave and len(inflight) < execution.shards_in_flight:
+            reg, index = wave.pop()
+            job = task_jobs[id(reg)]
+            p = runner.submit(prepare, {"job": job, "index": index})
+            c = runner.submit(caption, {"job": job, "work": p})
+            f = runner.submit(finish, {"job": job, "work": c})
+            inflight[f] = (reg, index, [p, c, f])
+        fut = next(as_completed(list(inflight)))
+        reg, index, chain = inflight.pop(fut)
+        try:
+            stats = fut.result()
+        except Exception:  # noqa: BLE001 - reported below; the other shards go on
+            message = _first_error(chain)
+            reg.failures.append(f"shard {index}: {message}")
+            logger.error("%s shard %d failed after retries: %s", reg.job.name, index, message)
+        else:
+            for name, st in stats.get("stages", {}).items():
+                reg.stage_seconds[name] += st["seconds"]
+        reg.done += 1
+        if reg.progress_id is not None:
+            update_progress_artifact(reg.progress_id, 100.0 * reg.done / reg.total)
 
 
 def _first_error(chain: list[PrefectFuture[Any]]) -> str:

@@ -120,6 +120,10 @@ class Execution(BaseModel):
     dask_address: str | None = Field(default=None, description="A Dask scheduler; else a local cluster.")
     dask_workers: int = Field(default=2, ge=1, description="Workers of the local Dask cluster.")
     dask_threads_per_worker: int = Field(default=1, ge=1)
+    shards_per_runner: int = Field(
+        default=500, ge=1, description="Shards submitted to one task runner before a fresh one is started: the "
+        "Dask scheduler of a local cluster keeps ~50 KB per finished task in the flow process (measured), so a "
+        "long run restarts it in waves.")
     retries: int = Field(default=2, ge=0, description="Retries of a shard task after a transient fault.")
     retry_delay_seconds: float = Field(default=2.0, ge=0)
     shard_size: int = Field(default=64, ge=1)

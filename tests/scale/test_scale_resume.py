@@ -57,6 +57,7 @@ def _params(world: LargeRegion, stac_url: str, out: Path) -> dict[str, Any]:
             "dask_workers": 2,
             "shard_size": SHARD_SIZE,
             "shards_in_flight": 4,
+            "shards_per_runner": 7,  # 16 shards: three waves, each on a fresh Dask cluster
             "retry_delay_seconds": 0.5,
         },
     }
