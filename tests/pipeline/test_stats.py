@@ -139,3 +139,21 @@ def test_card_for_facts_captions(run_dir: Path) -> None:
     assert "Llama 3" not in text
     assert "derived from Overture data" in text
     assert copernicus_line([2024]) == "Contains modified Copernicus Sentinel data 2024."
+
+
+def test_length_stats_from_a_histogram_equal_numpy() -> None:
+    """run_stats streams: caption lengths are kept as a histogram, and its percentiles equal numpy's on the rows."""
+    from collections import Counter
+
+    import numpy as np
+
+    from pipeline.stats import _length_stats
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 97, 1000):
+        lengths = rng.integers(3, 80, size=n)
+        got = _length_stats(Counter(int(v) for v in lengths))
+        assert got["count"] == n and got["min"] == lengths.min() and got["max"] == lengths.max()
+        for key, q in (("median", 50), ("p5", 5), ("p95", 95)):
+            assert got[key] == round(float(np.percentile(lengths, q)), 2), (n, key)
+        assert got["mean"] == round(float(lengths.mean()), 2)
