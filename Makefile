@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORE_STAMP := $(VENV)/.installed-core
 OUT ?= outputs/demo
-EXTRAS := flows,dev,transformers,train
+EXTRAS := flows,dev,transformers,train,s3
 
 ifdef SKIP_VLLM
 PYTEST_MARK := -m "not vllm"

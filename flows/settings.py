@@ -95,6 +95,7 @@ class Sources(BaseModel):
     stac_retries: int = Field(default=3, ge=0, description="Retries inside one search (task retries add).")
     overture_release: str | None = None  # default: the pinned release
     overture_path: str | None = None  # a local mirror instead of S3
+    publish: str | None = None  # fsspec URL (s3://bucket/prefix): each region is copied to <publish>/<name>
 
 
 class Captioning(BaseModel):
@@ -194,6 +195,7 @@ def run_config(region: RegionSpec, start: dt.date | str, end: dt.date | str, out
             shard_size=stored.shard_size if stored else execution.shard_size,
             locations=[loc.chip() for loc in region.locations] if region.locations else None,
             plan=stored,
+            publish=f"{sources.publish.rstrip('/')}/{region.name}" if sources.publish else None,
         )
     except InputError:
         raise

@@ -72,6 +72,8 @@ def caption_region(
     prompt_version: str = typer.Option("v1", help="Prompt template version (folder under prompts/)."),
     max_in_flight: int = typer.Option(32, help="Caption requests in flight across all servers."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached model calls."),
+    publish: str | None = typer.Option(None, help="Also copy each written shard (then the run's files) to this "
+                                       "fsspec URL, e.g. s3://bucket/prefix (needs s2cap[s3])."),
     shard_size: int = typer.Option(64, help="Samples per Parquet shard."),
     spacing: float = typer.Option(2640.0, help="Metres between chip centres on the grid."),
     stretch: str = typer.Option("fixed", help="Preview stretch: fixed or percentile."),
@@ -111,7 +113,7 @@ def caption_region(
             captioner=CaptionerConfig(kind=captioner, urls=list(vllm_url), model=model,
                                       prompt_version=prompt_version, max_in_flight=max_in_flight,
                                       cache=not no_cache),
-            shard_size=stored.shard_size if stored else shard_size, plan=stored,
+            shard_size=stored.shard_size if stored else shard_size, plan=stored, publish=publish,
         )
     except ValueError as exc:  # the configs validate themselves with messages that name the option
         raise InputError(str(exc)) from None
@@ -155,12 +157,14 @@ def demo(
     chips_y: int = typer.Option(2, help="Chips down the synthetic region."),
     seed: int = typer.Option(0, help="Seed of the synthetic world."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    publish: str | None = typer.Option(None, help="Also copy the run to this fsspec URL (s3://bucket/prefix)."),
 ) -> None:
     """Offline end-to-end demo: a synthetic region served by a real local STAC API, Overture-schema GeoParquet,
     the `facts` captioner, and the real pipeline to the end."""
     from pipeline.demo import run_demo
 
-    run_demo(out, chips_x=chips_x, chips_y=chips_y, seed=seed, console=err, progress=not quiet)
+    run_demo(out, chips_x=chips_x, chips_y=chips_y, seed=seed, console=err, progress=not quiet,
+             publish=publish)
 
 
 @app.command()

@@ -61,6 +61,8 @@ class RunConfig:
     locations: list[ChipLocation] | None = None
     # a stored work plan (from `s2cap plan`): its locations and seasons win over region, time range and seasons
     plan: Plan | None = None
+    # an fsspec URL (s3://bucket/prefix, ...) the written shards and run files are copied to (pipeline/publish.py)
+    publish: str | None = None
     # a shard in which more than this share of samples fail for infrastructure reasons stops the run
     max_failure_rate: float = 0.5
 

@@ -24,7 +24,7 @@ DEMO_SHARD_SIZE = 8
 
 
 def run_demo(out: Path, chips_x: int = 3, chips_y: int = 2, seed: int = 0, console: Console | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, publish: str | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     world = build_demo(out / "world", seed=seed, n_chips_x=chips_x, n_chips_y=chips_y)
     console.print(f"synthetic world: {len(world.locations)} chip locations, bbox {world.bbox}, "
@@ -39,5 +39,6 @@ def run_demo(out: Path, chips_x: int = 3, chips_y: int = 2, seed: int = 0, conso
             captioner=CaptionerConfig(kind="facts"),
             locations=list(world.locations),
             shard_size=DEMO_SHARD_SIZE,
+            publish=publish,
         )
         return execute(cfg, console, progress=progress)

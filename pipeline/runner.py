@@ -8,6 +8,7 @@ with its done-marker last, and a resumed run skips every shard that has a marker
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import time
@@ -25,6 +26,7 @@ from pipeline.config import CaptionerConfig, RunConfig
 from pipeline.errors import RunAborted
 from pipeline.filters import NearDuplicateIndex, build_filters
 from pipeline.plan import Plan, load_plan, make_plan, save_or_check_plan
+from pipeline.publish import Publisher, PublishError
 from pipeline.record import Sample
 from pipeline.stages import (
     CaptionStage,
@@ -41,6 +43,7 @@ from sentinel.seasons import season_windows
 # statuses that point at infrastructure, not at the data: many of them in one shard stop the run
 INFRA_STATUSES = frozenset({"read_error", "facts_error", "caption_error", "error"})
 MIN_FAILURES_TO_ABORT = 4
+log = logging.getLogger(__name__)
 NEAR_DUPLICATES = Path("cache") / "near_duplicates.sqlite"
 
 
@@ -129,6 +132,7 @@ class Run:
     stages: list[Stage]
     captioner: Captioner
     closers: list[Any] = field(default_factory=list)
+    publisher: Publisher | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -159,9 +163,11 @@ class Run:
             CaptionStage(captioner),
             FilterStage(filters),
         ]
-        run = cls(cfg, plan, stages, captioner, closers=[con, captioner, index])
+        publisher = Publisher(cfg.publish) if cfg.publish else None
+        run = cls(cfg, plan, stages, captioner, closers=[con, captioner, index], publisher=publisher)
         if coordinator:
             run.write_manifest(status="running")
+            run.sync_published()
         return run
 
     def pending(self) -> list[int]:
@@ -204,7 +210,19 @@ class Run:
             "kept": sum(1 for s in samples if s.keep),
         }
         shard_io.write_shard(self.run_dir, work.index, samples, stats)
+        if self.publisher is not None:
+            try:
+                self.publisher.publish_shard(self.run_dir, work.index)
+            except PublishError as exc:  # the shard is written; `sync_published` uploads it at the end or on resume
+                log.warning("shard %d: %s; it will be uploaded at the end of the run or on resume", work.index, exc)
         return ShardResult(work.index, stats)
+
+    def sync_published(self, run_files: bool = False) -> None:
+        """Upload the written shards the object store lacks (the coordinator, at start and at the end)."""
+        if self.publisher is not None:
+            n = self.publisher.sync(self.run_dir, run_files=run_files)
+            if n:
+                log.info("uploaded %d shard(s) to %s that an earlier attempt had not", n, self.publisher.url)
 
     def _check_failure_rate(self, index: int, stage: str, failed: list[Sample], n: int) -> None:
         infra = [s for s in failed if s.status in INFRA_STATUSES]
@@ -254,6 +272,7 @@ class Run:
         self.write_manifest(status="complete" if complete else "partial")
         manifest = json.loads((self.run_dir / "manifest.json").read_text())
         write_card(self.run_dir, manifest, stats)
+        self.sync_published(run_files=True)
         return stats
 
     def close(self) -> None:
