@@ -48,6 +48,15 @@ class _Region:
     done: int = 0
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     failures: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def eta(self) -> str:
+        """Progress and the time left at this run's own pace (shards done before it do not count)."""
+        done_here = self.done - (self.total - len(self.pending))
+        if done_here <= 0:
+            return f"{self.done}/{self.total} shards"
+        left = (time.perf_counter() - self.started) / done_here * (self.total - self.done)
+        return f"{self.done}/{self.total} shards, ETA {left / 60:.1f} min"
 
 
 def artifact_key(name: str, suffix: str) -> str:
@@ -135,6 +144,7 @@ def _run_wave(
             for name, st in stats.get("stages", {}).items():
                 reg.stage_seconds[name] += st["seconds"]
         reg.done += 1
+        logger.info("%s: shard %d finished; %s", reg.job.name, index, reg.eta())
         if reg.progress_id is not None:
             update_progress_artifact(reg.progress_id, 100.0 * reg.done / reg.total)
 
