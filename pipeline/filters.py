@@ -387,9 +387,7 @@ class NearDuplicateIndex:
         with self._db:
             self._db.executemany("DELETE FROM synced WHERE shard = ?", [(s,) for s in synced - done])
         added = 0
-        for shard, table in iter_shard_tables(run_dir, ["id", "caption", "keep"]):
-            if shard in synced:
-                continue
+        for shard, table in iter_shard_tables(run_dir, ["id", "caption", "keep"], indices=done - synced):
             known = {k for (k,) in self._db.execute("SELECT key FROM captions WHERE shard = ?", (shard,))}
             cols = (table.column(c).to_pylist() for c in ("id", "caption", "keep"))
             for sample_id, caption, keep in zip(*cols, strict=True):

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -436,10 +436,13 @@ def _projection(columns: list[str] | None) -> pa.Schema:
     return SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns], metadata=SCHEMA.metadata)
 
 
-def iter_shard_tables(run_dir: Path, columns: list[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
-    """(index, table) of every done shard in index order, one shard in memory at a time."""
+def iter_shard_tables(
+    run_dir: Path, columns: list[str] | None = None, indices: Iterable[int] | None = None
+) -> Iterator[tuple[int, pa.Table]]:
+    """(index, table) of every done shard (or of the done shards in `indices`) in index order, one shard in
+    memory at a time."""
     schema = _projection(columns)
-    for i in sorted(done_shards(run_dir)):
+    for i in sorted(done_shards(run_dir) if indices is None else indices):
         yield i, pq.read_table(shard_path(run_dir, i), columns=columns).cast(schema)
 
 
