@@ -260,11 +260,16 @@ class GroundingFilter:
 # --- near duplicates ----------------------------------------------------------------------------------------
 
 
+def hash64(data: bytes, signed: bool = False) -> int:
+    """A stable 64-bit hash (blake2b): shingles, LSH buckets (signed, for SQLite integers) and id counts."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=signed)
+
+
 def shingles(text: str, n: int = 5) -> set[int]:
     """64-bit hashes of the word n-grams of a caption (the whole caption when it is shorter than n)."""
     toks = words(text)
     grams = [toks] if len(toks) < n else [toks[i : i + n] for i in range(len(toks) - n + 1)]
-    return {int.from_bytes(hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest(), "little") for g in grams if g}
+    return {hash64(" ".join(g).encode()) for g in grams if g}
 
 
 class NearDuplicateIndex:
@@ -321,7 +326,7 @@ class NearDuplicateIndex:
         out = []
         for band in range(self.bands):
             data = band.to_bytes(2, "little") + sig[band * self.rows : (band + 1) * self.rows].tobytes()
-            out.append(int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True))
+            out.append(hash64(data, signed=True))
         return out
 
     def query(self, text: str, exclude: str | None = None) -> tuple[str, float] | None:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.errors import InputError
-from pipeline.filters import ENGLISH_STOPWORDS, words
+from pipeline.filters import ENGLISH_STOPWORDS, hash64, words
 from pipeline.shards import SHARD_DIR, iter_shard_tables, read_marker, write_text_atomic
 
 TOP_WORDS = 25
@@ -84,8 +83,7 @@ def _length_stats(lengths: Counter[int]) -> dict[str, float]:
 
 
 def _id_hashes(ids: list[str]) -> np.ndarray:
-    return np.array([int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in ids],
-                    dtype=np.uint64)
+    return np.array([hash64(i.encode()) for i in ids], dtype=np.uint64)
 
 
 def run_stats(run_dir: Path) -> dict[str, Any]:
