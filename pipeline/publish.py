@@ -35,14 +35,16 @@ class Publisher:
         except ImportError:
             raise InputError(f"--publish {url}: needs fsspec; pip install 's2cap[s3]'") from None
 
+        from fsspec.core import split_protocol
+
         self.url = url.rstrip("/")
-        protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
+        protocol, self.root = split_protocol(self.url)
+        protocol = protocol or "file"
         try:
             self.fs: Any = fsspec.filesystem(protocol)
         except (ImportError, ValueError) as exc:
             raise InputError(f"--publish {url}: no file system for '{protocol}://' ({exc}); for s3:// install "
                              "s3fs (pip install 's2cap[s3]')") from None
-        self.root = self.url.split("://", 1)[1] if "://" in self.url else self.url
 
     def _remote(self, local: Path, run_dir: Path) -> str:
         return f"{self.root}/{local.relative_to(run_dir).as_posix()}"
