@@ -114,6 +114,15 @@ def done_markers(run_dir: Path) -> int:
     return len(list(shards.glob("*.done.json"))) if shards.is_dir() else 0
 
 
+def start_child(code: str, params: dict[str, Any], log: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+    """`python -c code PARAMS.json` in its own session, its output in `log` (parameters beside it)."""
+    pfile = log.with_suffix(".params.json")
+    pfile.write_text(json.dumps(params))
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-c", code, str(pfile)], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def run_flow(
     params: dict[str, Any],
     env: dict[str, str],
@@ -124,18 +133,8 @@ def run_flow(
 ) -> dict[str, Any]:
     """One build_dataset run in a child process, its tree sampled; SIGKILL one Dask worker once
     `kill_worker_at` of the shards are written."""
-    pfile = log.with_suffix(".params.json")
-    pfile.write_text(json.dumps(params))
     t0 = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(pfile)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_child(CHILD, params, log, env)
     sampler = TreeSampler(proc.pid)
     sampler.start()
     killed: dict[str, Any] | None = None
@@ -278,17 +277,8 @@ def inprocess(
         "execute(cfg, progress=False)\n"
     )
     params = region_params(region, n_samples, stac_url, out, 1, shard_size)
-    pfile = out.parent / f"inproc-{n_samples}.params.json"
-    pfile.write_text(json.dumps(params))
     t0 = time.perf_counter()
-    with open(out.parent / f"inproc-{n_samples}.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(pfile)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_child(code, params, out.parent / f"inproc-{n_samples}.log", None)
     sampler = TreeSampler(proc.pid)
     sampler.start()
     proc.wait()
