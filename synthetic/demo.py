@@ -100,6 +100,15 @@ def reusable_region(root: Path, args: dict[str, Any], marker: str,
     return region if all(p.exists() for p in files) and region.root == root else None
 
 
+def clear_world(root: Path, marker: str) -> None:
+    """Make `root` ready for a fresh build: the marker goes first (a build killed midway is never reused), then
+    the scenes and the Overture mirror of an earlier build."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / marker).unlink(missing_ok=True)
+    for sub in ("scenes", "overture"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+
+
 def build_demo(root: Path, seed: int = 0, n_chips_x: int = 3, n_chips_y: int = 2, year: int = 2024) -> DemoRegion:
     """Write (or reuse) the demo world under `root` and describe it."""
     if n_chips_x < 1 or n_chips_y < 1 or n_chips_x * n_chips_y > 400:
@@ -113,10 +122,7 @@ def build_demo(root: Path, seed: int = 0, n_chips_x: int = 3, n_chips_y: int = 2
     if region is not None:
         return region
 
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).unlink(missing_ok=True)
-    for sub in ("scenes", "overture"):
-        shutil.rmtree(root / sub, ignore_errors=True)
+    clear_world(root, MARKER)
 
     world = make_world(DEMO_ORIGIN, n_chips_x, n_chips_y, seed)
     lc = land_cover_map(world)

@@ -24,7 +24,6 @@ import json
 import math
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -35,7 +34,7 @@ from typing import Any
 from pyproj import Transformer
 
 from sentinel.footprint import SNAP_M, ChipLocation, utm_epsg
-from synthetic.demo import quarter_dates, reusable_region
+from synthetic.demo import clear_world, quarter_dates, reusable_region
 from synthetic.overture import write_overture
 from synthetic.scene import collection_dict, land_cover_map, utm_chip_centre, write_scene
 from synthetic.world import CHIP_M, World, make_world
@@ -233,10 +232,7 @@ def build_large(
     if region is not None:
         return region
 
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).unlink(missing_ok=True)
-    for sub in ("scenes", "overture"):
-        shutil.rmtree(root / sub, ignore_errors=True)
+    clear_world(root, MARKER)
 
     global _WORLD
     t0 = time.perf_counter()
